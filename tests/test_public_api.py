@@ -1,0 +1,37 @@
+"""The exact public API: a change here is a change users see."""
+
+from __future__ import annotations
+
+import fakeforum
+
+
+def test_fakeforum_exports() -> None:
+    assert fakeforum.__all__ == sorted(fakeforum.__all__)
+    assert fakeforum.__all__ == [
+        "Board",
+        "FakeForumError",
+        "FakeForumServer",
+        "Fixed",
+        "Forum",
+        "LatencyRules",
+        "LogNormal",
+        "Normal",
+        "Reply",
+        "RouteStats",
+        "ServerError",
+        "Stats",
+        "Subject",
+        "Uniform",
+        "create_app",
+        "parse_latency",
+    ]
+    for name in fakeforum.__all__:
+        assert getattr(fakeforum, name).__doc__, f"{name} has no docstring"
+
+
+def test_public_methods_have_docstrings() -> None:
+    for cls in (fakeforum.FakeForumServer, fakeforum.Forum, fakeforum.LatencyRules):
+        for name, member in vars(cls).items():
+            if not name.startswith("_") and callable(member) or isinstance(member, property):
+                if not name.startswith("_"):
+                    assert member.__doc__, f"{cls.__name__}.{name} has no docstring"
