@@ -32,7 +32,7 @@ def test_serve_prints_the_url_first_and_stops_cleanly(stop_signal: signal.Signal
         assert "7 subjects on 3 boards, seed 3, latency *=5ms" in summary
         assert requests.get(url + "/api/subjects", timeout=10).json()["total"] == 7
         process.send_signal(stop_signal)
-        out, err = process.communicate(timeout=30)
+        _, err = process.communicate(timeout=30)
     finally:
         process.kill()
         process.wait()

@@ -68,7 +68,7 @@ def test_rules_first_match_wins_and_unmatched_paths_wait_nothing() -> None:
     assert rules.latency_for("/api/subjects/3/replies") == Fixed(0.1)
     assert rules.latency_for("/api/subjects/3") == Fixed(0.01)
     assert rules.latency_for("/subjects/3") == Fixed(0.0)
-    assert rules.next_delay("/subjects/3") == 0.0
+    assert rules.delay("/subjects/3", 0) == 0.0
     assert rules.as_specs() == {"/api/subjects/*/replies": "100ms", "/api/*": "10ms"}
 
 
@@ -96,22 +96,11 @@ def test_bad_rules_are_refused() -> None:
 def test_the_same_seed_path_and_count_give_the_same_delay() -> None:
     a = LatencyRules("20ms..80ms", seed=42)
     b = LatencyRules("20ms..80ms", seed=42)
-    schedule_a = [a.next_delay("/p") for _ in range(50)]
-    # Interleave another path in b: each path's schedule must not depend on the others.
-    schedule_b = []
-    for _ in range(50):
-        b.next_delay("/other")
-        schedule_b.append(b.next_delay("/p"))
-    assert schedule_a == schedule_b
-    assert schedule_a == [a.delay("/p", n) for n in range(50)]
-    assert schedule_a != [LatencyRules("20ms..80ms", seed=43).delay("/p", n) for n in range(50)]
-
-
-def test_restart_replays_the_schedule() -> None:
-    rules = LatencyRules("lognormal(50ms, 0.5)", seed=1)
-    first = [rules.next_delay("/x") for _ in range(10)]
-    rules.restart()
-    assert [rules.next_delay("/x") for _ in range(10)] == first
+    assert [a.delay("/p", n) for n in range(50)] == [b.delay("/p", n) for n in range(50)]
+    assert a.delay("/p", 0) != a.delay("/q", 0)
+    assert [a.delay("/p", n) for n in range(50)] != [
+        LatencyRules("20ms..80ms", seed=43).delay("/p", n) for n in range(50)
+    ]
 
 
 def test_schedules_are_pinned_across_machines() -> None:

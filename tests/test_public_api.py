@@ -32,6 +32,6 @@ def test_fakeforum_exports() -> None:
 def test_public_methods_have_docstrings() -> None:
     for cls in (fakeforum.FakeForumServer, fakeforum.Forum, fakeforum.LatencyRules):
         for name, member in vars(cls).items():
-            if not name.startswith("_") and callable(member) or isinstance(member, property):
-                if not name.startswith("_"):
-                    assert member.__doc__, f"{cls.__name__}.{name} has no docstring"
+            public = not name.startswith("_")
+            if public and (callable(member) or isinstance(member, property)):
+                assert member.__doc__, f"{cls.__name__}.{name} has no docstring"

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from fakeforum import FakeForumError, FakeForumServer
-from fakeforum.server import _somaxconn
+from fakeforum.local import _somaxconn
 
 from .helpers import open_socket_count, raw_exchange, read_to_close, status_of
 
@@ -88,7 +88,7 @@ def test_idle_keep_alive_connections_time_out(make_server: MakeServer) -> None:
 
 def _listen_backlog(server: FakeForumServer) -> int:
     # For a listening socket Linux reports the accept queue's limit as tcpi_sacked (offset 28).
-    sock = server._sock
+    sock = server._backend._sock  # type: ignore[attr-defined]
     assert sock is not None
     info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
     return int(struct.unpack_from("I", info, 28)[0])
@@ -188,7 +188,7 @@ def test_stop_closes_idle_keep_alive_connections(server: FakeForumServer) -> Non
 
 
 def test_an_app_exception_is_a_500_and_is_raised_at_stop(server: FakeForumServer) -> None:
-    server.forum.subject = _broken  # type: ignore[method-assign]
+    server.forum.subject = _broken
     response = requests.get(server.url + "/api/subjects/1", timeout=10)
     assert response.status_code == 500
     assert "ZeroDivisionError" in response.json()["message"]
@@ -204,7 +204,7 @@ def _broken(subject_id: int) -> None:
 
 def test_an_app_exception_is_noted_on_the_test_failure() -> None:
     with pytest.raises(KeyError) as info, FakeForumServer() as server:  # noqa: PT012
-        server.forum.subject = _broken  # type: ignore[method-assign]
+        server.forum.subject = _broken
         requests.get(server.url + "/api/subjects/1", timeout=10)
         raise KeyError("the test's own failure")
     assert "ZeroDivisionError" in "".join(getattr(info.value, "__notes__", []))

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from .app import create_app
+from .core import ServerError
 from .errors import FakeForumError
 from .latency import Fixed, LatencyRules, LogNormal, Normal, Uniform, parse_latency
 from .model import Board, Forum, Reply, Subject
-from .protocol import ServerError
 from .server import FakeForumServer
 from .stats import RouteStats, Stats
 

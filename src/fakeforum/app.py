@@ -82,6 +82,14 @@ class ForumApp:
                 response = self._error(request, exc)
         return response(environ, start_response)
 
+    def route_for(self, path: str, method: str = "GET") -> str:
+        """The route pattern a request would match (for counting answers the app never gave)."""
+        try:
+            rule, _ = self._adapter.match(path, method, return_rule=True)
+        except HTTPException:
+            return UNMATCHED_ROUTE
+        return str(rule.rule)
+
     # -- HTML ---------------------------------------------------------------------------------
 
     def view_index(self, request: Request) -> Response:

@@ -8,9 +8,9 @@ Specs (strings, as the CLI, the admin API and markers take them)::
     "50ms~10ms"              normal, mean~stddev, clipped at 0
     "lognormal(50ms, 0.5)"   log-normal with this median and sigma
 
-Sampling is a pure function of (seed, path, n) where n counts the requests to that path: the n-th
-request to ``/api/subjects/3/replies`` waits the same time in every run with the same seed,
-whatever order the threads of the client happen to send their requests in.
+Sampling is a pure function of (seed, path, n) where n counts the requests to that path (the
+server counts): the n-th request to ``/api/subjects/3/replies`` waits the same time in every run
+with the same seed, whatever order the threads of the client happen to send their requests in.
 """
 
 from __future__ import annotations
@@ -190,8 +190,7 @@ class LatencyRules:
     no glob matches gets no latency.
     """
 
-    # Per-path request numbers are kept for this many distinct paths; past it they start over,
-    # so a client walking millions of URLs cannot grow the server's memory without bound.
+    # Paths whose rule is remembered; past this many the memo starts over.
     MAX_PATHS = 65_536
 
     def __init__(
@@ -207,10 +206,9 @@ class LatencyRules:
                 raise FakeForumError(
                     f"A latency rule's route must be a non-empty glob, not {glob!r}."
                 )
-            compiled.append((glob, re.compile(_glob_regex(glob)), parse_latency(spec)))
+            compiled.append((glob, re.compile(glob_regex(glob)), parse_latency(spec)))
         self._rules = compiled
-        self.seed = _check_seed(seed)
-        self._counts: dict[str, int] = {}
+        self.seed = check_seed(seed)
         self._match_cache: dict[str, Latency] = {}
 
     @property
@@ -236,27 +234,12 @@ class LatencyRules:
             self._match_cache[path] = latency
         return latency
 
-    def next_delay(self, path: str) -> float:
-        """The delay for the next request to ``path``, in seconds, and count that request.
-
-        Not thread-safe on its own: the server calls it from its one event-loop thread.
-        """
+    def delay(self, path: str, n: int) -> float:
+        """The delay of the ``n``-th (from 0) request to ``path``, in seconds."""
         latency = self.latency_for(path)
         if latency is NO_LATENCY:
             return 0.0
-        n = self._counts.get(path, 0)
-        if n == 0 and len(self._counts) >= self.MAX_PATHS:
-            self._counts.clear()
-        self._counts[path] = n + 1
         return latency.sample(*uniforms(self.seed, path, n))
-
-    def delay(self, path: str, n: int) -> float:
-        """The delay of the ``n``-th (from 0) request to ``path``, without counting anything."""
-        return self.latency_for(path).sample(*uniforms(self.seed, path, n))
-
-    def restart(self) -> None:
-        """Start every path's request count again from zero (the schedule replays)."""
-        self._counts.clear()
 
     def __bool__(self) -> bool:
         return any(latency != NO_LATENCY for _, _, latency in self._rules)
@@ -279,9 +262,10 @@ def _gauss(u1: float, u2: float) -> float:
     return math.sqrt(-2.0 * math.log(1.0 - u1)) * math.cos(2.0 * math.pi * u2)
 
 
-def _glob_regex(glob: str) -> str:
-    # fnmatch's translate would do, but its '*' is the only wildcard users expect here, and an
-    # explicit translation keeps '[' and '?' in paths literal.
+def glob_regex(glob: str) -> str:
+    """A regex matching paths for a route glob whose only wildcard is `*` (also matching `/`)."""
+    # Unlike fnmatch, '?' and '[' stay literal: they occur in real paths, and nobody writing a
+    # route rule means them as wildcards.
     return "^" + ".*".join(re.escape(part) for part in glob.split("*")) + "$"
 
 
@@ -307,7 +291,8 @@ def _checked(latency: Latency, spec: object) -> Latency:
     return latency
 
 
-def _check_seed(seed: object) -> int:
+def check_seed(seed: object) -> int:
+    """The seed, if it is a whole number; FakeForumError otherwise."""
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise FakeForumError(f"A seed must be a whole number, not {seed!r}.")
     return seed

@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 from .errors import FakeForumError
 
@@ -83,6 +84,17 @@ class Forum:
         self._next_subject_id = 1
         self._next_reply_id = 1
         self._version = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A lock cannot be pickled; process mode sends a forum to its child this way.
+        with self._lock:
+            state = dict(self.__dict__)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     # -- building -------------------------------------------------------------------------
 
@@ -263,7 +275,7 @@ def _generated(seed: int, boards: int, subjects: int, lo: int, hi: int) -> Forum
         for _ in range(rng.randint(lo, hi)):
             clock += rng.randrange(5, 600)
             forum.post_reply(
-                subject.id, author=rng.choice(_NAMES), body=_paragraph(rng), created_at=clock
+                subject.id, author=rng.choice(_NAMES), body=paragraph(rng), created_at=clock
             )
     return forum
 
@@ -284,7 +296,8 @@ def _sentence(rng: random.Random, lo: int, hi: int) -> str:
     return " ".join(words).capitalize()
 
 
-def _paragraph(rng: random.Random) -> str:
+def paragraph(rng: random.Random) -> str:
+    """A few sentences of forum-ish text drawn from rng."""
     return ". ".join(_sentence(rng, 4, 12) for _ in range(rng.randint(1, 3))) + "."
 
 

@@ -1,8 +1,9 @@
 """HTTP/1.1 over asyncio: one protocol object per connection, httptools for the framing.
 
 Everything here runs on the server's event-loop thread. A connection answers its requests in
-order (pipelining included); each request waits its injected latency as a loop timer, then the
-WSGI app is called inline and the response written, paced when a bandwidth is set.
+order (pipelining included). Each request waits its injected latency as a loop timer, then
+either suffers its injected fault or is answered by the WSGI app, called inline; the body is
+paced when a bandwidth is set.
 """
 
 from __future__ import annotations
@@ -11,13 +12,12 @@ import asyncio
 import io
 import json
 import socket
+import struct
 import sys
 import time
 import traceback
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from email.utils import formatdate
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote_to_bytes
@@ -25,13 +25,13 @@ from urllib.parse import unquote_to_bytes
 import httptools
 
 from .app import ROUTE_KEY
-from .latency import LatencyRules
-from .stats import Counters
+from .core import ADMIN_PREFIX, Core, ServerError
+from .faults import Fault
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
-__all__ = ["Connection", "Core", "Limits", "ServerError"]
+__all__ = ["Connection"]
 
 SERVER_HEADER = "fakeforum"
 MALFORMED_ROUTE = "(malformed)"
@@ -42,66 +42,19 @@ _MAX_QUEUED = 32
 _LINGER = 2.0
 # A paced body is written in slices this many seconds apart.
 _PACE_TICK = 0.02
+_LINGER_RESET = struct.pack("ii", 1, 0)
 
-
-@dataclass(frozen=True)
-class Limits:
-    """What one connection may send or cost before the server gives up on it."""
-
-    max_header_size: int = 16 * 1024
-    max_body_size: int = 1024 * 1024
-    idle_timeout: float = 15.0
-    header_timeout: float = 10.0
-
-
-@dataclass(frozen=True)
-class ServerError:
-    """An exception raised by the app (or the server's own code) while serving a request."""
-
-    method: str
-    target: str
-    exception: BaseException
-    traceback: str
-
-    def __str__(self) -> str:
-        return f"{self.method} {self.target}: {self.exception!r}"
-
-
-@dataclass
-class Core:
-    """What all connections of one server share. Touched on the loop thread only."""
-
-    app: WSGIApplication
-    counters: Counters
-    latency: LatencyRules
-    limits: Limits
-    host: str
-    port: int
-    bandwidth: float | None = None
-    log: Callable[[str], None] | None = None
-    connections: set[Connection] = field(default_factory=set)
-    errors: list[ServerError] = field(default_factory=list)
-    next_connection_id: int = 1
-    _date: tuple[int, str] = (0, "")
-
-    def date(self) -> str:
-        """The Date header value, formatted once a second."""
-        now = int(time.time())
-        if self._date[0] != now:
-            self._date = (now, formatdate(now, usegmt=True))
-        return self._date[1]
-
-    def sweep(self) -> None:
-        """Close connections idle too long, and answer 408 to headers that dribble in too slowly."""
-        now = time.monotonic()
-        for connection in list(self.connections):
-            connection.check_timeouts(now)
+Answer = tuple[str, list[tuple[str, str]], bytes]
 
 
 class _Request:
     __slots__ = (
+        "admin",
         "body",
+        "connection",
+        "delay",
         "error",
+        "fault",
         "headers",
         "keep_alive",
         "method",
@@ -110,10 +63,13 @@ class _Request:
         "received",
         "url",
         "version",
+        "wall_received",
     )
 
-    def __init__(self, received: float) -> None:
-        self.received = received
+    def __init__(self, connection: int) -> None:
+        self.connection = connection
+        self.received = time.monotonic()
+        self.wall_received = time.time()
         self.url = b""
         self.path = "/"
         self.query = ""
@@ -123,6 +79,9 @@ class _Request:
         self.version = "1.1"
         self.keep_alive = False
         self.error: tuple[int, str] | None = None
+        self.admin = False
+        self.delay = 0.0
+        self.fault: Fault | None = None
 
 
 class _Reject(Exception):
@@ -177,12 +136,10 @@ class Connection(asyncio.Protocol):
             return
         self.closed = True
         self._cancel_timer()
-        now = time.monotonic()
         # Requests received but never answered leave flight unanswered.
-        for request in ([self.serving] if self.serving else []) + list(self.queue):
-            self.core.counters.request_done(
-                MALFORMED_ROUTE if request.error else "(dropped)", None, now - request.received
-            )
+        for request in [self.serving, *self.queue]:
+            if request is not None and not request.admin:
+                self.core.record(request, self._route(request), None)
         self.serving = None
         self.queue.clear()
         self.core.connections.discard(self)
@@ -209,9 +166,9 @@ class Connection(asyncio.Protocol):
             else:
                 self._reject(400, f"Malformed request: {exc}.")
         except httptools.HttpParserUpgrade:
-            # An Upgrade (h2c, websocket) we do not speak: the request itself was answered
+            # An Upgrade (h2c, websocket) we do not speak: the request itself is answered
             # normally; what follows the upgrade point is not HTTP/1.1, so stop reading.
-            self._reject_silently()
+            self._stop_reading()
         except httptools.HttpParserError as exc:
             self._reject(400, f"Malformed request: {exc}.")
         else:
@@ -226,7 +183,7 @@ class Connection(asyncio.Protocol):
     # -- httptools callbacks --------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self.parsing = _Request(time.monotonic())
+        self.parsing = _Request(self.id)
         self.in_headers = True
         self.header_bytes = 0
         self.body_bytes = 0
@@ -277,12 +234,13 @@ class Connection(asyncio.Protocol):
             raise _Reject(400, "The request target is not a valid URL path.") from None
         request.path = unquote_to_bytes(url.path or b"/").decode("latin-1")
         request.query = (url.query or b"").decode("latin-1")
+        request.admin = request.path == ADMIN_PREFIX or request.path.startswith(ADMIN_PREFIX + "/")
         self.parsing = None
         self.queue.append(request)
-        self.core.counters.request_received()
+        if not request.admin:  # the dashboard's polling must not show in what it shows
+            self.core.counters.request_received()
         if len(self.queue) >= _MAX_QUEUED and self.transport and not self.reading_paused:
-            self.reading_paused = True
-            self.transport.pause_reading()
+            self._stop_reading()
 
     def _count_header(self, size: int) -> None:
         self.header_bytes += size
@@ -293,16 +251,17 @@ class Connection(asyncio.Protocol):
 
     def _reject(self, status: int, reason: str) -> None:
         """Queue an error answer behind the requests already received, then close."""
-        request = self.parsing or _Request(time.monotonic())
+        request = self.parsing or _Request(self.id)
         self.parsing = None
         self.in_headers = False
         request.error = (status, reason)
         request.keep_alive = False
+        request.admin = False
         self.rejected = True
         self.queue.append(request)
         self.core.counters.request_received()
 
-    def _reject_silently(self) -> None:
+    def _stop_reading(self) -> None:
         if self.transport is not None and not self.reading_paused:
             self.reading_paused = True
             self.transport.pause_reading()
@@ -312,14 +271,16 @@ class Connection(asyncio.Protocol):
         while self.queue and self.serving is None and not self.closed and not self.writing_paused:
             request = self.queue.popleft()
             self.serving = request
-            if self.reading_paused and len(self.queue) < _MAX_QUEUED // 4 and not request.error:
+            if self.reading_paused and len(self.queue) < _MAX_QUEUED // 4 and not self.rejected:
                 self.reading_paused = False
                 assert self.transport is not None
                 self.transport.resume_reading()
-            delay = 0.0 if request.error else self.core.latency.next_delay(request.path)
-            if delay > 0:
-                self.timer = asyncio.get_running_loop().call_later(delay, self._answer_later)
-                return
+            if not request.error and not request.admin:
+                request.delay, request.fault = self.core.plan(request.path)
+                if request.delay > 0:
+                    loop = asyncio.get_running_loop()
+                    self.timer = loop.call_later(request.delay, self._answer_later)
+                    return
             self._answer(request)
 
     def _answer_later(self) -> None:
@@ -331,20 +292,57 @@ class Connection(asyncio.Protocol):
     def _answer(self, request: _Request) -> None:
         transport = self.transport
         assert transport is not None
+        fault = request.fault
+        kind = fault.kind if fault is not None else None
+        if kind == "hang":
+            return  # in flight until the client gives up or the server stops
+        if kind in ("reset", "empty"):
+            self._drop(request, reset=kind == "reset")
+            return
         if request.error:
-            status_code, reason = request.error
             route = MALFORMED_ROUTE
-            status, headers, body = _plain_error(status_code, reason)
+            status, headers, body = _plain_error(*request.error)
+        elif fault is not None and kind in ("status", "429"):
+            route = self._route(request)
+            status, headers, body = _fault_answer(fault, request)
         else:
-            status, headers, body, route = self._call_app(request)
-            status_code = int(status[:3])
-        keep_alive = request.keep_alive
+            app = self.core.admin_app if request.admin else self.core.app
+            assert app is not None
+            status, headers, body, route = self._call_app(app, request)
+        status_code = int(status[:3])
+        keep_alive = request.keep_alive and kind != "truncate"
+        head = self._head(request, status, status_code, headers, body, keep_alive)
+        if kind == "truncate":
+            # The declared Content-Length stays; half the body arrives; the connection closes.
+            transport.write(head + body[: len(body) // 2])
+            self._finish(request, route, status_code, keep_alive=False)
+            return
+        rate = fault.bandwidth if fault is not None and kind == "slow_body" else None
+        if rate is None and not request.admin:
+            rate = self.core.schedule.bandwidth
+        if rate is not None and body:
+            transport.write(head)
+            self._pace(memoryview(body), rate, request, route, status_code, keep_alive)
+            return
+        transport.write(head + body)
+        self._finish(request, route, status_code, keep_alive)
+
+    def _head(
+        self,
+        request: _Request,
+        status: str,
+        status_code: int,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        keep_alive: bool,
+    ) -> bytes:
         head = [f"HTTP/1.1 {status}\r\n"]
         has_length = False
         for name, value in headers:
-            if name.lower() == "content-length":
+            lower = name.lower()
+            if lower == "content-length":
                 has_length = True
-            elif name.lower() == "connection":
+            elif lower == "connection":
                 continue  # the server alone decides whether the connection stays open
             head.append(f"{name}: {value}\r\n")
         if not has_length and status_code not in _NO_BODY_STATUS and status_code >= 200:
@@ -355,14 +353,7 @@ class Connection(asyncio.Protocol):
         elif request.version == "1.0":
             head.append("Connection: keep-alive\r\n")
         head.append("\r\n")
-        head_bytes = "".join(head).encode("latin-1")
-        rate = self.core.bandwidth
-        if rate is not None and body:
-            transport.write(head_bytes)
-            self._pace(memoryview(body), rate, request, route, status_code, keep_alive)
-            return
-        transport.write(head_bytes + body)
-        self._finish(request, route, status_code, keep_alive)
+        return "".join(head).encode("latin-1")
 
     def _pace(
         self,
@@ -390,14 +381,9 @@ class Connection(asyncio.Protocol):
 
     def _finish(self, request: _Request, route: str, status: int, keep_alive: bool) -> None:
         self.serving = None
-        now = time.monotonic()
-        self.last_activity = now
-        self.core.counters.request_done(route, status, now - request.received)
-        if self.core.log is not None:
-            self.core.log(
-                f"{self.peer[0]} {request.method} {request.url.decode('latin-1')} {status} "
-                f"{(now - request.received) * 1000:.1f}ms"
-            )
+        self.last_activity = time.monotonic()
+        if not request.admin:
+            self.core.record(request, route, status)
         transport = self.transport
         if keep_alive or transport is None:
             return
@@ -414,7 +400,29 @@ class Connection(asyncio.Protocol):
         else:
             transport.close()
 
-    def _call_app(self, request: _Request) -> tuple[str, list[tuple[str, str]], bytes, str]:
+    def _drop(self, request: _Request, *, reset: bool) -> None:
+        """End the connection with no response: a reset (RST) or a plain close (FIN)."""
+        self.serving = None
+        self.core.record(request, self._route(request), None)
+        transport = self.transport
+        assert transport is not None
+        if reset:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                # SO_LINGER with a zero timeout makes close() send RST instead of FIN.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+            transport.abort()
+        else:
+            transport.close()
+
+    def _route(self, request: _Request) -> str:
+        if request.error:
+            return MALFORMED_ROUTE
+        return self.core.route_for(request.path, request.method)
+
+    def _call_app(
+        self, app: WSGIApplication, request: _Request
+    ) -> tuple[str, list[tuple[str, str]], bytes, str]:
         started: list[Any] = []
         written: list[bytes] = []
 
@@ -428,7 +436,7 @@ class Connection(asyncio.Protocol):
 
         environ = self._environ(request)
         try:
-            result = self.core.app(environ, start_response)
+            result = app(environ, start_response)
             try:
                 chunks = list(result)
             finally:
@@ -453,7 +461,6 @@ class Connection(asyncio.Protocol):
         return started[0], started[1], body, str(environ.get(ROUTE_KEY, "(other)"))
 
     def _environ(self, request: _Request) -> dict[str, Any]:
-        body = b"".join(request.body)
         environ: dict[str, Any] = {
             "REQUEST_METHOD": request.method,
             "SCRIPT_NAME": "",
@@ -466,7 +473,7 @@ class Connection(asyncio.Protocol):
             "REMOTE_PORT": str(self.peer[1]),
             "wsgi.version": (1, 0),
             "wsgi.url_scheme": "http",
-            "wsgi.input": io.BytesIO(body),
+            "wsgi.input": io.BytesIO(b"".join(request.body)),
             "wsgi.errors": sys.stderr,
             "wsgi.multithread": False,
             "wsgi.multiprocess": False,
@@ -487,6 +494,7 @@ class Connection(asyncio.Protocol):
     # -- closing --------------------------------------------------------------------------
 
     def check_timeouts(self, now: float) -> None:
+        """Close when idle too long; answer 408 when headers dribble in too slowly."""
         limits = self.core.limits
         if self.closed or self.serving is not None or self.queue:
             return
@@ -505,6 +513,7 @@ class Connection(asyncio.Protocol):
             self.transport.close()
 
     def abort(self) -> None:
+        """Close at once, discarding anything not yet sent."""
         if self.transport is not None and not self.closed:
             self.transport.abort()
 
@@ -514,8 +523,28 @@ class Connection(asyncio.Protocol):
             self.timer = None
 
 
-def _plain_error(status: int, reason: str) -> tuple[str, list[tuple[str, str]], bytes]:
+def _plain_error(status: int, reason: str) -> Answer:
     """An error the server answers itself, before or instead of the app, as JSON."""
     phrase = HTTPStatus(status).phrase
     body = json.dumps({"error": phrase, "status": status, "message": reason}).encode()
     return f"{status} {phrase}", [("Content-Type", "application/json")], body
+
+
+def _fault_answer(fault: Fault, request: _Request) -> Answer:
+    if fault.kind == "429":
+        status, headers, body = _plain_error(
+            429, f"Injected fault: too many requests; retry after {fault.retry_after} s."
+        )
+        return status, [*headers, ("Retry-After", str(fault.retry_after))], body
+    try:
+        phrase = HTTPStatus(fault.status).phrase
+    except ValueError:
+        phrase = "Injected Fault"
+    body = json.dumps(
+        {
+            "error": phrase,
+            "status": fault.status,
+            "message": f"Injected fault: status {fault.status} on {request.path}.",
+        }
+    ).encode()
+    return f"{fault.status} {phrase}", [("Content-Type", "application/json")], body

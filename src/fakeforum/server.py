@@ -1,27 +1,58 @@
-"""FakeForumServer: the forum over real HTTP, in a background thread of the calling process."""
+"""FakeForumServer: the forum over real HTTP, in a thread of this process or in a child process."""
 
 from __future__ import annotations
 
-import asyncio
-import errno
-import socket
-import threading
-from collections.abc import Callable, Mapping
+import ipaddress
+import json
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal, Protocol
 
-from .app import create_app
+from .activity import parse_rate
+from .core import EMPTY_SCHEDULE, UNSET, LatencyArg, Limits, ServerError, Unset
 from .errors import FakeForumError
-from .latency import LatencyRules, LatencySpec, parse_bandwidth
-from .model import Forum, Reply
-from .protocol import Connection, Core, Limits, ServerError
-from .stats import Counters, Stats
+from .journal import DEFAULT_SIZE, JournalEntry, chrome_trace
+from .model import Forum, Reply, Subject
+from .stats import Stats
 
 __all__ = ["FakeForumServer"]
 
-LatencyArg = LatencySpec | Mapping[str, LatencySpec] | None
+Mode = Literal["thread", "process"]
 
-_SWEEP_INTERVAL = (0.01, 1.0)  # bounds, seconds, of how often timeouts are checked
+
+class ForumView(Protocol):
+    """What FakeForumServer.forum offers in both modes (a Forum in thread mode)."""
+
+    def subject_ids(self, board: str | None = None) -> list[int]: ...
+    def subject(self, subject_id: int) -> Subject | None: ...
+    def post_reply(
+        self, subject_id: int, body: str = "", *, author: str = "anonymous"
+    ) -> Reply: ...
+    @property
+    def last_reply_id(self) -> int: ...
+    def __len__(self) -> int: ...
+
+
+class Backend(Protocol):
+    forum: Any
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def backlog(self) -> int: ...
+    def stats(self) -> Stats: ...
+    def reset_stats(self) -> None: ...
+    def config(self) -> dict[str, Any]: ...
+    def configure(self, **settings: Any) -> None: ...
+    def fail_next(self, rule: Mapping[str, Any]) -> None: ...
+    def reset(self) -> None: ...
+    def journal(self, limit: int | None = None) -> list[JournalEntry]: ...
+    def errors(self) -> list[ServerError]: ...
+    def set_activity(self, rate: float | None) -> None: ...
+    def post_replies(self, per_subject: int) -> list[Reply]: ...
 
 
 class FakeForumServer:
@@ -33,15 +64,20 @@ class FakeForumServer:
             requests.get(server.url + "/api/subjects/1")
             assert server.stats.requests == 1
 
-    One asyncio event loop in a background thread owns every connection; latency is a timer on
-    that loop, so a thousand delayed requests cost no thread each. ``stop()`` closes every
-    connection at once and re-raises, as a FakeForumError, any exception the forum app raised
-    while serving, so that a server bug never hides behind a 500.
+    One asyncio event loop owns every connection; latency is a timer on that loop, so a
+    thousand delayed requests cost no thread each. ``mode="thread"`` runs the loop in a
+    background thread of this process; ``mode="process"`` runs it in a child process (no GIL
+    shared with the code under test) behind the same interface, driven through the admin API.
+    ``stop()`` closes every connection at once and re-raises, as a FakeForumError, any
+    exception the forum app raised while serving, so a server bug never hides behind a 500.
 
-    ``forum`` defaults to ``Forum.generate(seed=seed)``. ``latency`` is a spec such as ``"50ms"``
-    or per-route rules ``{"/api/*": "20ms..80ms", "*": "5ms"}``; ``bandwidth`` (``"100KB/s"``)
-    paces response bodies. ``port=0`` picks a free port (see :attr:`url`). ``backlog`` is the
-    listen queue (the kernel caps it at ``net.core.somaxconn``).
+    ``forum`` defaults to ``Forum.generate(seed=seed)``. ``latency`` is a spec such as
+    ``"50ms"`` or per-route rules ``{"/api/*": "20ms..80ms", "*": "5ms"}``; ``bandwidth``
+    (``"100KB/s"``) paces response bodies; ``faults`` is a list of fault rules (see
+    :meth:`set_faults`); ``activity`` (``"5/s"``) posts seeded replies continuously. ``port=0``
+    picks a free port (see :attr:`url`). ``backlog`` is the listen queue (capped by the
+    kernel's ``net.core.somaxconn``). Bound to an address other than loopback, the admin API
+    needs ``admin_token`` (or ``admin=False``).
     """
 
     def __init__(
@@ -52,61 +88,91 @@ class FakeForumServer:
         port: int = 0,
         latency: LatencyArg = None,
         bandwidth: str | float | None = None,
+        faults: Iterable[Mapping[str, Any]] | None = None,
         seed: int = 0,
-        mode: Literal["thread"] = "thread",
+        mode: Mode = "thread",
         backlog: int = 4096,
         idle_timeout: float = 15.0,
         header_timeout: float = 10.0,
         max_header_size: int = 16 * 1024,
         max_body_size: int = 1024 * 1024,
+        journal_size: int = DEFAULT_SIZE,
+        activity: str | float | None = None,
+        admin: bool = True,
+        admin_token: str | None = None,
         log: Callable[[str], None] | None = None,
         loop: Literal["auto", "asyncio", "uvloop"] = "auto",
     ) -> None:
-        if mode != "thread":
-            raise FakeForumError(
-                f"mode={mode!r} is not supported; FakeForumServer serves with mode='thread'."
-            )
+        if mode not in ("thread", "process"):
+            raise FakeForumError(f"mode={mode!r} is not supported; use 'thread' or 'process'.")
         if loop not in ("auto", "asyncio", "uvloop"):
             raise FakeForumError(f"loop={loop!r} is not one of 'auto', 'asyncio', 'uvloop'.")
         for name, value in (("idle_timeout", idle_timeout), ("header_timeout", header_timeout)):
-            if not isinstance(value, (int, float)) or not value > 0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise FakeForumError(f"{name} must be a positive number of seconds, not {value!r}.")
-        for name, value in (
+        for name, number in (
             ("backlog", backlog),
             ("max_header_size", max_header_size),
             ("max_body_size", max_body_size),
-            ("port", port + 1),
+            ("journal_size", journal_size),
+            ("port", port + 1 if isinstance(port, int) else port),
         ):
-            if not isinstance(value, int) or value < 1:
-                raise FakeForumError(f"{name} must be a whole number of at least 1, not {value!r}.")
-        self._forum = forum if forum is not None else Forum.generate(seed=seed)
-        self._pristine = self._forum.snapshot()
-        self._initial_latency = latency
-        self._initial_bandwidth = bandwidth
-        self._seed = seed
-        self._core = Core(
-            app=create_app(self._forum),
-            counters=Counters(),
-            latency=LatencyRules(latency, seed=seed),
-            limits=Limits(
+            if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+                raise FakeForumError(
+                    f"{name} must be a whole number of at least 1, not {number!r}."
+                )
+        if admin_token is not None and (not isinstance(admin_token, str) or not admin_token):
+            raise FakeForumError("admin_token must be a non-empty string.")
+        if admin and admin_token is None and not _is_loopback(host):
+            raise FakeForumError(
+                f"Serving on {host} makes the admin API reachable from other machines; give "
+                f"admin_token='...' (--admin-token) or turn it off with admin=False (--admin off)."
+            )
+        if mode == "process" and not admin:
+            raise FakeForumError(
+                "mode='process' drives its child through the admin API; "
+                "it cannot run with admin=False."
+            )
+        if mode == "process" and log is not None:
+            raise FakeForumError(
+                "log= is a function of this process; mode='process' cannot "
+                "call it. Use mode='thread' to log requests."
+            )
+        schedule = EMPTY_SCHEDULE.replace(
+            latency=latency, bandwidth=bandwidth, faults=faults, seed=seed
+        )
+        rate = parse_rate(activity) if activity is not None else None
+        if forum is None:
+            forum = Forum.generate(seed=seed)
+        self._host = host
+        self._mode: Mode = mode
+        self._state: Literal["new", "running", "stopped"] = "new"
+        self._reported = 0
+        settings: dict[str, Any] = {
+            "host": host,
+            "port": port,
+            "schedule": schedule.as_dict(),
+            "limits": Limits(
                 max_header_size, max_body_size, float(idle_timeout), float(header_timeout)
             ),
-            host=host,
-            port=port,
-            bandwidth=parse_bandwidth(bandwidth),
-            log=log,
-        )
-        self._host = host
-        self._requested_port = port
-        self._requested_backlog = backlog
-        self._loop_kind = loop
-        self._state: Literal["new", "running", "stopped"] = "new"
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping: asyncio.Future[None] | None = None
-        self._startup_error: BaseException | None = None
-        self._sock: socket.socket | None = None
-        self._reported = 0
+            "backlog": backlog,
+            "journal_size": journal_size,
+            "loop": loop,
+            "admin": admin,
+            "admin_token": admin_token,
+            "activity": rate,
+        }
+        self._backend: Backend
+        if mode == "thread":
+            from .local import LocalServer
+
+            self._backend = LocalServer(
+                forum, schedule=schedule, log=log, **_without(settings, "schedule")
+            )
+        else:
+            from .remote import RemoteServer
+
+            self._backend = RemoteServer(forum, settings)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -118,39 +184,23 @@ class FakeForumServer:
             raise FakeForumError(
                 "Cannot restart a FakeForumServer once it has been stopped; create a new one."
             )
-        self._sock = self._listen()
-        # If port was 0, this records the port the kernel picked.
-        self._core.port = self._sock.getsockname()[1]
-        ready = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, args=(ready,), name=f"fakeforum:{self.port}", daemon=True
-        )
-        self._thread.start()
-        ready.wait()
-        if self._startup_error is not None:
-            self._thread.join()
+        try:
+            self._backend.start()
+        except BaseException:
             self._state = "stopped"
-            raise FakeForumError(
-                f"The server on port {self.port} could not start: {self._startup_error}"
-            ) from self._startup_error
+            raise
         self._state = "running"
         return self
 
     def stop(self) -> None:
-        """Close every connection and the listening socket; join the server thread.
+        """Close every connection and the listening socket; end the server's thread or process.
 
-        Idempotent. Requests waiting in injected latency are dropped (their clients see the
-        connection close). Raises FakeForumError if the app raised while serving.
+        Idempotent. Requests waiting in injected latency or hanging are dropped (their clients
+        see the connection close). Raises FakeForumError if the app raised while serving.
         """
         if self._state == "running":
             self._state = "stopped"
-            loop, stopping, thread = self._loop, self._stopping, self._thread
-            if loop is None or stopping is None or thread is None:
-                raise FakeForumError("The server's loop never started; nothing to stop.")
-            if threading.current_thread() is thread:
-                raise FakeForumError("stop() was called from the server's own thread.")
-            loop.call_soon_threadsafe(_set_result, stopping)
-            thread.join()
+            self._backend.stop()
         self.raise_errors()
 
     def __enter__(self) -> FakeForumServer:
@@ -174,7 +224,7 @@ class FakeForumServer:
 
     def raise_errors(self) -> None:
         """Raise FakeForumError for exceptions the app raised since the last call, if any."""
-        errors = self._core.errors[self._reported :]
+        errors = self._backend.errors()[self._reported :]
         if not errors:
             return
         self._reported += len(errors)
@@ -186,98 +236,6 @@ class FakeForumServer:
             f"{first.traceback}"
         ) from first.exception
 
-    def _listen(self) -> socket.socket:
-        try:
-            infos = socket.getaddrinfo(
-                self._host, self._requested_port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-            )
-        except socket.gaierror as exc:
-            raise FakeForumError(f"Cannot listen on host {self._host!r}: {exc}.") from exc
-        family, kind, proto, _, address = infos[0]
-        sock = socket.socket(family, kind, proto)
-        try:
-            # Lets a restarted server take a port still in TIME_WAIT; Linux still refuses a
-            # port that another socket is listening on.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(address)
-            sock.listen(self.backlog)
-            sock.setblocking(False)
-        except OSError as exc:
-            sock.close()
-            if exc.errno == errno.EADDRINUSE:
-                raise FakeForumError(
-                    f"Port {self._requested_port} on {self._host} is already in use; stop what "
-                    f"is listening there or pass port=0 to get a free port."
-                ) from exc
-            raise FakeForumError(
-                f"Cannot listen on {self._host}:{self._requested_port}: {exc.strerror}."
-            ) from exc
-        return sock
-
-    def _new_loop(self) -> asyncio.AbstractEventLoop:
-        if self._loop_kind != "asyncio":
-            try:
-                import uvloop
-            except ImportError:
-                if self._loop_kind == "uvloop":
-                    raise FakeForumError(
-                        "loop='uvloop' needs uvloop installed: pip install 'poolcheck[fast]'."
-                    ) from None
-            else:
-                loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-                return loop
-        return asyncio.new_event_loop()
-
-    def _run(self, ready: threading.Event) -> None:
-        try:
-            loop = self._loop = self._new_loop()
-        except BaseException as exc:
-            self._startup_error = exc
-            ready.set()
-            return
-        try:
-            loop.run_until_complete(self._serve(ready))
-            loop.run_until_complete(loop.shutdown_asyncgens())
-        finally:
-            loop.close()
-            if self._sock is not None:
-                self._sock.close()
-
-    async def _serve(self, ready: threading.Event) -> None:
-        loop = asyncio.get_running_loop()
-        self._stopping = loop.create_future()
-        sock = self._sock
-        try:
-            if sock is None:
-                raise FakeForumError("The listening socket was closed before the loop started.")
-            server = await loop.create_server(
-                lambda: Connection(self._core), sock=sock, backlog=self.backlog
-            )
-        except BaseException as exc:
-            self._startup_error = exc
-            ready.set()
-            return
-        limits = self._core.limits
-        interval = min(
-            max(min(limits.idle_timeout, limits.header_timeout) / 4, _SWEEP_INTERVAL[0]),
-            _SWEEP_INTERVAL[1],
-        )
-        sweeper = loop.create_task(_every(interval, self._core.sweep))
-        ready.set()
-        try:
-            await self._stopping
-        finally:
-            server.close()
-            sweeper.cancel()
-            for connection in list(self._core.connections):
-                connection.shutdown()
-            # Two turns of the loop let the transports flush and report connection_lost.
-            await asyncio.sleep(0)
-            await asyncio.sleep(0)
-            for connection in list(self._core.connections):
-                connection.abort()
-            await asyncio.sleep(0)
-
     # -- addresses and settings -----------------------------------------------------------
 
     @property
@@ -288,7 +246,7 @@ class FakeForumServer:
     @property
     def port(self) -> int:
         """The port the server listens on (the kernel's pick once started with port=0)."""
-        return self._core.port
+        return self._backend.port
 
     @property
     def url(self) -> str:
@@ -297,9 +255,19 @@ class FakeForumServer:
         return f"http://{host}:{self.port}"
 
     @property
+    def admin_url(self) -> str:
+        """The admin API's base URL (its dashboard is this page)."""
+        return self.url + "/_fakeforum"
+
+    @property
+    def mode(self) -> Mode:
+        """``"thread"`` or ``"process"``."""
+        return self._mode
+
+    @property
     def backlog(self) -> int:
         """The listen backlog in force: the one asked for, capped by the kernel's somaxconn."""
-        return min(self._requested_backlog, _somaxconn())
+        return self._backend.backlog
 
     @property
     def running(self) -> bool:
@@ -308,99 +276,158 @@ class FakeForumServer:
 
     @property
     def seed(self) -> int:
-        """The seed of the content and of the latency schedule."""
-        return self._seed
+        """The seed of the content, the latency schedule and the faults."""
+        return int(self._backend.config()["seed"])
 
     @property
-    def forum(self) -> Forum:
-        """The forum being served; changes to it show in the very next response."""
-        return self._forum
+    def forum(self) -> Any:
+        """The forum being served (in process mode, a view with the same reading methods);
+        changes to it show in the very next response."""
+        return self._backend.forum
 
     @property
     def latency(self) -> dict[str, str]:
         """The latency rules in force as ``{glob: spec}``."""
-        return self._core.latency.as_specs()
+        return dict(self._backend.config()["latency"])
+
+    @property
+    def faults(self) -> list[dict[str, Any]]:
+        """The fault rules in force (scripted ones with the count still to come)."""
+        return list(self._backend.config()["faults"])
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Latency, bandwidth, faults, seed and activity, as the admin API shows them."""
+        return self._backend.config()
 
     @property
     def errors(self) -> list[ServerError]:
         """Every exception the app raised while serving, oldest first."""
-        return list(self._core.errors)
+        return self._backend.errors()
+
+    def configure(
+        self,
+        *,
+        latency: LatencyArg | Unset = UNSET,
+        bandwidth: str | float | Unset | None = UNSET,
+        faults: Iterable[Mapping[str, Any]] | Unset | None = UNSET,
+        seed: int | Unset = UNSET,
+    ) -> None:
+        """Change any of latency, bandwidth, faults and seed at once, for the next request on.
+
+        Every value is checked first: an invalid one raises FakeForumError and changes nothing.
+        The schedule starts over: the n-th request to each path from now on meets the delay and
+        fault it would meet in a new server with the same settings.
+        """
+        changes: dict[str, Any] = {
+            k: v
+            for k, v in (
+                ("latency", latency),
+                ("bandwidth", bandwidth),
+                ("faults", faults),
+                ("seed", seed),
+            )
+            if not isinstance(v, Unset)
+        }
+        # Checked here, in this process, so errors read the same in both modes.
+        EMPTY_SCHEDULE.replace(**changes)
+        self._backend.configure(**changes)
 
     def set_latency(self, latency: LatencyArg, *, bandwidth: str | float | None = None) -> None:
-        """Replace the latency rules (and bandwidth); takes effect for the next request.
+        """Replace the latency rules (and bandwidth); see :meth:`configure`."""
+        self.configure(latency=latency, bandwidth=bandwidth)
 
-        Invalid specs raise FakeForumError and change nothing. The latency schedule starts
-        over: the n-th request to each path from now on waits what it would in a new server.
+    def set_faults(self, faults: Iterable[Mapping[str, Any]] | None) -> None:
+        """Replace every fault rule; see ``fakeforum.faults`` for the rule fields.
+
+        ``[{"route": "/api/subjects/*/replies", "kind": "status", "status": 503, "p": 0.1},
+        {"route": "*", "kind": "429", "retry_after": 2, "p": 0.05}]``
         """
-        rules = LatencyRules(latency, seed=self._seed)
-        rate = parse_bandwidth(bandwidth)
-        # Two reference swaps, each atomic; the loop thread reads them once per request.
-        self._core.latency = rules
-        self._core.bandwidth = rate
+        self.configure(faults=faults)
+
+    def fail_next(self, route: str = "*", *, kind: str, times: int = 1, **fields: Any) -> None:
+        """Inject ``kind`` into the next ``times`` requests that ``route`` (a glob) matches.
+
+        ``server.fail_next("/api/subjects/3/replies", kind="truncate", times=2)``. Scripted
+        faults come before random ones and keep the request numbering as it is.
+        """
+        self._backend.fail_next({"route": route, "kind": kind, "times": times, **fields})
 
     def reset(self) -> None:
-        """Back to how the server was built: content, latency, bandwidth and counters."""
-        self._forum.restore(self._pristine)
-        self.set_latency(self._initial_latency, bandwidth=self._initial_bandwidth)
-        self.reset_stats()
+        """Back to how the server was built: content, latency, faults, counters, journal."""
+        self._backend.reset()
 
-    # -- counters -------------------------------------------------------------------------
+    def start_activity(self, rate: str | float) -> None:
+        """Post seeded replies at ``rate`` (``"5/s"``, ``"30/min"``, or per second)."""
+        self._backend.set_activity(parse_rate(rate))
+
+    def stop_activity(self) -> None:
+        """Stop posting activity replies."""
+        self._backend.set_activity(None)
+
+    # -- counters and journal -------------------------------------------------------------
 
     @property
     def stats(self) -> Stats:
         """A snapshot of the counters (see :class:`fakeforum.Stats`)."""
-        return self._core.counters.snapshot()
+        return self._backend.stats()
 
     def reset_stats(self) -> None:
         """Zero the counters (requests in flight and connections open stay as they are)."""
-        self._core.counters.reset()
+        self._backend.reset_stats()
+
+    @property
+    def journal(self) -> list[JournalEntry]:
+        """The last requests (``journal_size`` of them), oldest first."""
+        return self._backend.journal()
+
+    def trace(self) -> dict[str, Any]:
+        """The journal as Chrome trace JSON (load it in Perfetto): a track per connection."""
+        return chrome_trace(self._backend.journal())
+
+    def write_trace(self, path: str | Path) -> Path:
+        """Write :meth:`trace` to ``path`` and return it."""
+        target = Path(path)
+        target.write_text(json.dumps(self.trace()))
+        return target
 
     # -- forum conveniences ---------------------------------------------------------------
 
     def subject_urls(self, n: int | None = None) -> list[str]:
         """The JSON API URL of each subject (``<url>/api/subjects/<id>``), all or the first n."""
-        ids = self._forum.subject_ids()
+        ids = self.forum.subject_ids()
         return [f"{self.url}/api/subjects/{i}" for i in (ids if n is None else ids[:n])]
 
     def post_reply(self, subject_id: int, body: str = "", *, author: str = "anonymous") -> Reply:
         """Add a reply to a subject now (see :meth:`Forum.post_reply`)."""
-        return self._forum.post_reply(subject_id, body, author=author)
+        reply: Reply = self.forum.post_reply(subject_id, body, author=author)
+        return reply
 
     def post_replies(self, per_subject: int = 1) -> list[Reply]:
         """Add ``per_subject`` replies to every subject; returns them in posting order."""
-        if not isinstance(per_subject, int) or per_subject < 0:
+        if isinstance(per_subject, bool) or not isinstance(per_subject, int) or per_subject < 0:
             raise FakeForumError(f"per_subject must be a whole number ≥ 0, not {per_subject!r}.")
-        return [
-            self._forum.post_reply(subject_id, f"Reply {k + 1} posted by the test.", author="test")
-            for subject_id in self._forum.subject_ids()
-            for k in range(per_subject)
-        ]
+        return self._backend.post_replies(per_subject)
 
     def reply_count(self, subject_id: int) -> int:
         """How many replies a subject has now."""
-        subject = self._forum.subject(subject_id)
+        subject = self.forum.subject(subject_id)
         if subject is None:
             raise FakeForumError(f"No subject with id {subject_id!r}.")
         return len(subject.replies)
 
     def __repr__(self) -> str:
-        return f"<FakeForumServer {self.url} {self._state}>"
+        return f"<FakeForumServer {self.url} {self._mode} {self._state}>"
 
 
-def _set_result(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-async def _every(interval: float, action: Callable[[], None]) -> None:
-    while True:
-        await asyncio.sleep(interval)
-        action()
-
-
-def _somaxconn() -> int:
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
     try:
-        with open("/proc/sys/net/core/somaxconn") as f:
-            return int(f.read())
-    except (OSError, ValueError):
-        return socket.SOMAXCONN
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _without(settings: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in settings.items() if k not in keys}
