@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from typing import cast
 
 import pytest
 
 from fakeforum import FakeForumServer
+from fakeforum.server import Mode
 
 
 @pytest.fixture(autouse=True)
@@ -42,3 +44,16 @@ def make_server() -> Iterator[Callable[..., FakeForumServer]]:
     yield make
     for srv in servers:
         srv.stop()
+
+
+@pytest.fixture(params=["thread", "process"])
+def any_server(request: pytest.FixtureRequest) -> Iterator[FakeForumServer]:
+    """A started server in each mode: the behaviour users rely on must not depend on it."""
+    with FakeForumServer(mode=request.param) as srv:
+        yield srv
+
+
+@pytest.fixture(params=["thread", "process"])
+def mode(request: pytest.FixtureRequest) -> Mode:
+    """Each server mode, for tests that build their own server."""
+    return cast(Mode, request.param)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
+import time
+from collections.abc import Callable
 
 from fakeforum import FakeForumServer
 
@@ -50,3 +53,13 @@ def read_to_close(sock: socket.socket) -> bytes:
 def status_of(response: bytes) -> int:
     """The status code of a raw HTTP response."""
     return int(response.split(b" ", 2)[1])
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait until condition() holds, checking as the server runs; fail after timeout."""
+    deadline = time.monotonic() + timeout
+    event = threading.Event()
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("the condition did not hold in time")
+        event.wait(0.005)

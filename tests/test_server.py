@@ -15,20 +15,10 @@ import requests
 from fakeforum import FakeForumError, FakeForumServer
 from fakeforum.local import _somaxconn
 
-from .helpers import open_socket_count, raw_exchange, read_to_close, status_of
+from .helpers import open_socket_count, raw_exchange, read_to_close, status_of, wait_for
 
 MakeServer = Callable[..., FakeForumServer]
 GET = b"GET /api/subjects/1 HTTP/1.1\r\nHost: t\r\n\r\n"
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait until condition() holds, checking as the server runs; fail after timeout."""
-    deadline = time.monotonic() + timeout
-    event = threading.Event()
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("the condition did not hold in time")
-        event.wait(0.005)
 
 
 # -- keep-alive ------------------------------------------------------------------------------
@@ -238,6 +228,14 @@ def test_bad_requests_get_a_4xx_and_the_server_keeps_serving(
 def test_a_header_dribbled_across_many_reads_is_still_bounded(server: FakeForumServer) -> None:
     parts = [b"GET / HTTP/1.1\r\nHost: a\r\nX-Long: "] + [b"b" * 4096] * 16
     assert status_of(raw_exchange(server, parts)) == 431
+
+
+def test_an_endless_header_in_one_write_is_refused_without_waiting(
+    server: FakeForumServer,
+) -> None:
+    # No end of headers ever comes: the server must not wait for the header timeout.
+    payload = b"GET / HTTP/1.1\r\nHost: a\r\nX-Long: " + b"b" * 65_536
+    assert status_of(raw_exchange(server, payload, timeout=5)) == 431
 
 
 def test_a_chunked_body_over_the_limit_is_413(make_server: MakeServer) -> None:

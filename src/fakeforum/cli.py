@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from .errors import FakeForumError
+from .faults import parse_fault_flag
 from .latency import FORMS, LatencySpec, parse_latency
 from .model import Forum
 from .server import FakeForumServer
@@ -21,7 +22,17 @@ examples:
   fakeforum serve --port 8000 --latency 50ms
   fakeforum serve --latency 20ms..80ms \\
       --route-latency '/api/subjects/*/replies=lognormal(100ms, 0.5)'
+  fakeforum serve --fault '/api/subjects/*/replies=status,status=503,p=0.1' \\
+      --fault '*=429,retry_after=2,p=0.05' --fault '/subjects/*=reset,p=0.01'
+  fakeforum serve --fault '/api/subjects/3/replies=truncate,times=2'   # the next 2 only
+  fakeforum serve --activity 5/s          # seeded replies keep arriving
   fakeforum serve --port 0 --quiet        # the first line printed is the URL
+  fakeforum serve --host 0.0.0.0 --admin-token s3cret   # off loopback the admin API needs it
+
+latency specs: 0, 50ms, 0.2s, 20ms..80ms (uniform), 50ms~10ms (normal), lognormal(50ms, 0.5)
+fault kinds: status (status=CODE), 429 (retry_after=SECONDS), reset, empty, truncate, hang,
+  slow_body (bandwidth=RATE); each with p=PROBABILITY per request, or times=N (the next N)
+admin API and dashboard: <url>/_fakeforum/
 """
 
 
@@ -89,6 +100,34 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="close keep-alive connections idle this long (default %(default)s)",
     )
+    serve.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="GLOB=KIND[,k=v...]",
+        help="inject a fault (repeatable), e.g. '/api/*=status,status=503,p=0.1'",
+    )
+    serve.add_argument(
+        "--activity", metavar="RATE", help="post seeded replies at RATE, e.g. 5/s or 30/min"
+    )
+    serve.add_argument(
+        "--journal-size",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="requests kept in the journal (default %(default)s)",
+    )
+    serve.add_argument(
+        "--admin-token",
+        metavar="TOKEN",
+        help="require 'Authorization: Bearer TOKEN' on the admin API",
+    )
+    serve.add_argument(
+        "--admin",
+        choices=("on", "off"),
+        default="on",
+        help="serve the admin API and dashboard under /_fakeforum/ (default on)",
+    )
     serve.add_argument("--quiet", action="store_true", help="do not log each request")
     return parser
 
@@ -106,6 +145,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.latency is not None:
         latency["*"] = parse_latency(args.latency)
     log = None if args.quiet else _log
+    faults = [parse_fault_flag(text) for text in args.fault]
     server = FakeForumServer(
         forum,
         host=args.host,
@@ -115,6 +155,11 @@ def _serve(args: argparse.Namespace) -> int:
         seed=args.seed,
         backlog=args.backlog,
         idle_timeout=args.idle_timeout,
+        faults=faults,
+        activity=args.activity,
+        journal_size=args.journal_size,
+        admin=args.admin == "on",
+        admin_token=args.admin_token,
         log=log,
     )
     done = threading.Event()
@@ -127,9 +172,12 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         print(server.url, flush=True)
         rules = ", ".join(f"{g}={s}" for g, s in server.latency.items()) or "none"
+        extras = f", {len(faults)} fault rule(s)" if faults else ""
+        extras += f", activity {args.activity}" if args.activity else ""
+        admin = f"; dashboard {server.admin_url}/" if args.admin == "on" else ""
         print(
             f"fakeforum: {len(forum)} subjects on {len(forum.boards())} boards, seed {args.seed}, "
-            f"latency {rules}; Ctrl-C stops.",
+            f"latency {rules}{extras}{admin}; Ctrl-C stops.",
             flush=True,
         )
         # wait() with a timeout keeps the main thread responsive to Ctrl-C on every platform.

@@ -6,6 +6,7 @@ __all__ = ["DASHBOARD_HTML"]
 
 DASHBOARD_HTML = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>fakeforum dashboard</title>
+<link rel="icon" href="data:,"><!-- no /favicon.ico request to count -->
 <style>
 body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}
 h1{font-size:1.3em} .tiles{display:flex;gap:1em;flex-wrap:wrap}

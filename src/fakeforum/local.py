@@ -297,9 +297,8 @@ class LocalServer:
     def set_activity(self, rate: float | None) -> None:
         """Post seeded replies at ``rate`` per second (None stops); from any thread."""
         self._activity_rate = rate
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._start_activity, rate)
+        if self._loop is not None:
+            self.on_loop(lambda: self._start_activity(rate))
 
     def _start_activity(self, rate: float | None) -> None:
         self._cancel_activity()

@@ -117,7 +117,9 @@ class Forum:
             raise FakeForumError(f"seed must be a whole number, not {seed!r}.")
         lo, hi = _check_range(replies)
         # A test server is built per test; a cached template makes that a copy, not a rebuild.
-        return _generated(seed, boards, subjects, lo, hi).snapshot()
+        forum = cls()
+        forum.restore(_generated(seed, boards, subjects, lo, hi))
+        return forum
 
     def add_board(self, slug: str, name: str | None = None) -> Board:
         """Add a board; ``slug`` is its URL segment and must be unique."""
@@ -170,7 +172,7 @@ class Forum:
 
     def snapshot(self) -> Forum:
         """A deep copy of the forum as it is now, to :meth:`restore` later."""
-        copy = Forum()
+        copy = type(self)()
         with self._lock:
             copy._boards = dict(self._boards)
             copy._subjects = {k: _copy(v) for k, v in self._subjects.items()}

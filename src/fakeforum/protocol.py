@@ -40,6 +40,8 @@ _NO_BODY_STATUS = frozenset({204, 304})
 _MAX_QUEUED = 32
 # After rejecting a request, discard what the client still sends for at most this long.
 _LINGER = 2.0
+# Reads are parsed in slices of at most this many bytes (see data_received).
+_FEED_SLICE = 4096
 # A paced body is written in slices this many seconds apart.
 _PACE_TICK = 0.02
 _LINGER_RESET = struct.pack("ii", 1, 0)
@@ -115,6 +117,7 @@ class Connection(asyncio.Protocol):
         self.reading_paused = False
         self.writing_paused = False
         self.rejected = False
+        self.counted = False
 
     # -- asyncio callbacks ----------------------------------------------------------------
 
@@ -129,7 +132,7 @@ class Connection(asyncio.Protocol):
         if isinstance(peer, tuple):
             self.peer = (str(peer[0]), int(peer[1]))
         self.core.connections.add(self)
-        self.core.counters.connection_opened()
+        self.counted = False  # counted as opened at its first forum request
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.closed:
@@ -143,7 +146,8 @@ class Connection(asyncio.Protocol):
         self.serving = None
         self.queue.clear()
         self.core.connections.discard(self)
-        self.core.counters.connection_closed()
+        if self.counted:
+            self.core.counters.connection_closed()
 
     def pause_writing(self) -> None:
         self.writing_paused = True
@@ -156,7 +160,24 @@ class Connection(asyncio.Protocol):
         if self.closed or self.rejected:
             return  # after a malformed request nothing on this connection can be trusted
         self.last_activity = time.monotonic()
-        continuing = self.in_headers
+        # httptools buffers an unfinished header whole and says nothing until it ends, so the
+        # bytes of a header still arriving are counted here, a slice at a time: a request
+        # whose headers exceed the limit is refused within one slice of it, however the
+        # bytes were split into reads.
+        for start in range(0, len(data), _FEED_SLICE):
+            piece = data[start : start + _FEED_SLICE] if len(data) > _FEED_SLICE else data
+            continuing = self.in_headers
+            if not self._feed(piece):
+                break
+            if continuing and self.in_headers:
+                self.header_bytes += len(piece)
+                if self.header_bytes > self.core.limits.max_header_size:
+                    self._reject(431, "The request's headers are larger than the server accepts.")
+                    break
+        self._pump()
+
+    def _feed(self, data: bytes) -> bool:
+        """Parse bytes; False once the connection can take no more of them."""
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -165,20 +186,16 @@ class Connection(asyncio.Protocol):
                 self._reject(cause.status, cause.reason)
             else:
                 self._reject(400, f"Malformed request: {exc}.")
+            return False
         except httptools.HttpParserUpgrade:
             # An Upgrade (h2c, websocket) we do not speak: the request itself is answered
             # normally; what follows the upgrade point is not HTTP/1.1, so stop reading.
             self._stop_reading()
+            return False
         except httptools.HttpParserError as exc:
             self._reject(400, f"Malformed request: {exc}.")
-        else:
-            if continuing and self.in_headers:
-                # Headers still incomplete after another read: count the raw bytes too, so one
-                # endless header line (which httptools buffers whole) is bounded as well.
-                self.header_bytes += len(data)
-                if self.header_bytes > self.core.limits.max_header_size:
-                    self._reject(431, "The request's headers are larger than the server accepts.")
-        self._pump()
+            return False
+        return True
 
     # -- httptools callbacks --------------------------------------------------------------
 
@@ -234,13 +251,23 @@ class Connection(asyncio.Protocol):
             raise _Reject(400, "The request target is not a valid URL path.") from None
         request.path = unquote_to_bytes(url.path or b"/").decode("latin-1")
         request.query = (url.query or b"").decode("latin-1")
-        request.admin = request.path == ADMIN_PREFIX or request.path.startswith(ADMIN_PREFIX + "/")
+        request.admin = self.core.admin_app is not None and (
+            request.path == ADMIN_PREFIX or request.path.startswith(ADMIN_PREFIX + "/")
+        )
         self.parsing = None
         self.queue.append(request)
         if not request.admin:  # the dashboard's polling must not show in what it shows
-            self.core.counters.request_received()
+            self._count_request()
         if len(self.queue) >= _MAX_QUEUED and self.transport and not self.reading_paused:
             self._stop_reading()
+
+    def _count_request(self) -> None:
+        if not self.counted:
+            # A connection counts once it carries a forum request: the admin API's own
+            # connections (process mode, the dashboard) must not show in connections_opened.
+            self.counted = True
+            self.core.counters.connection_opened()
+        self.core.counters.request_received()
 
     def _count_header(self, size: int) -> None:
         self.header_bytes += size
@@ -259,7 +286,7 @@ class Connection(asyncio.Protocol):
         request.admin = False
         self.rejected = True
         self.queue.append(request)
-        self.core.counters.request_received()
+        self._count_request()
 
     def _stop_reading(self) -> None:
         if self.transport is not None and not self.reading_paused:
@@ -307,7 +334,7 @@ class Connection(asyncio.Protocol):
             status, headers, body = _fault_answer(fault, request)
         else:
             app = self.core.admin_app if request.admin else self.core.app
-            assert app is not None
+            assert app is not None  # admin requests exist only with an admin app
             status, headers, body, route = self._call_app(app, request)
         status_code = int(status[:3])
         keep_alive = request.keep_alive and kind != "truncate"
