@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -10,6 +11,19 @@ import requests
 
 from fakeforum import FakeForumServer, Forum, create_app
 from fakeforum.app import MAX_LIMIT, PAGE_SIZE
+
+
+@pytest.fixture(scope="module", params=["thread", "process"])
+def _module_server(request: pytest.FixtureRequest) -> Iterator[FakeForumServer]:
+    with FakeForumServer(mode=request.param) as srv:
+        yield srv
+
+
+@pytest.fixture
+def server(_module_server: FakeForumServer) -> FakeForumServer:
+    """The forum in each mode, reset before each test (starting one is the slow part)."""
+    _module_server.reset()
+    return _module_server
 
 
 def get(server: FakeForumServer, path: str, **kwargs: object) -> requests.Response:

@@ -111,22 +111,29 @@ def test_scripted_faults_come_before_random_ones(any_server: FakeForumServer) ->
     assert [get(any_server).status_code for _ in range(2)] == [429, 500]
 
 
-def _fault_sequence(mode: Mode, seed: int) -> list[tuple[str, str | None]]:
+def _fault_sequence(mode: Mode, seed: int) -> list[tuple[str, float, str | None]]:
     rules = [
         {"route": "/api/subjects/*", "kind": "status", "status": 503, "p": 0.3},
         {"route": "*", "kind": "429", "p": 0.2},
     ]
-    with FakeForumServer(mode=mode, faults=rules, seed=seed) as server, requests.Session() as s:
+    latency = {"/api/subjects/1": "1ms..5ms"}
+    with (
+        FakeForumServer(mode=mode, faults=rules, seed=seed, latency=latency) as server,
+        requests.Session() as s,
+    ):
         for k in range(60):
             s.get(f"{server.url}/api/subjects/{1 + k % 3}", timeout=10)
-        return [(e.path, e.fault) for e in server.journal]
+        return [(e.path, e.delay, e.fault) for e in server.journal]
 
 
-def test_the_same_seed_gives_the_same_faults(mode: Mode) -> None:
+def test_the_same_seed_gives_the_same_faults_and_latency(mode: Mode) -> None:
     first = _fault_sequence(mode, seed=11)
     assert first == _fault_sequence(mode, seed=11)
-    assert first != _fault_sequence(mode, seed=12)
-    kinds = [fault for _, fault in first]
+    other = _fault_sequence(mode, seed=12)
+    assert [f for *_, f in first] != [f for *_, f in other]
+    assert [d for _, d, _ in first] != [d for _, d, _ in other]
+    assert {d > 0 for p, d, _ in first if p == "/api/subjects/1"} == {True}
+    kinds = [fault for *_, fault in first]
     # p=0.3 then p=0.2 of the rest: about 44 % faulted; a wide margin, 60 requests.
     assert 8 <= sum(k is not None for k in kinds) <= 45
     assert {"status", "429"} <= set(kinds)
