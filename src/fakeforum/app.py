@@ -35,6 +35,7 @@ __all__ = ["ROUTE_KEY", "ForumApp", "create_app"]
 ROUTE_KEY = "fakeforum.route"
 UNMATCHED_ROUTE = "(no route)"
 _PLAIN_HOST = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+_MAX_MATCHES = 65_536
 _GET = ["GET"]  # werkzeug adds HEAD to every GET rule and answers it without a body
 
 PAGE_SIZE = 20
@@ -66,15 +67,16 @@ class ForumApp:
         # Binding to each request's environ costs more than the rest of a request together;
         # with no host matching and no redirects, one adapter serves every request.
         self._adapter = self.url_map.bind("fakeforum")
+        self._matches: dict[tuple[str, str], tuple[Rule, dict[str, Any]] | HTTPException] = {}
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         request = Request(environ)
-        try:
-            rule, args = self._adapter.match(request.path, request.method, return_rule=True)
-        except HTTPException as exc:
+        match = self._match(request.path, request.method)
+        if isinstance(match, HTTPException):
             environ[ROUTE_KEY] = UNMATCHED_ROUTE
-            response = self._error(request, exc)
+            response = self._error(request, match)
         else:
+            rule, args = match
             environ[ROUTE_KEY] = rule.rule
             try:
                 response = self._views[str(rule.endpoint)](request, **args)
@@ -84,11 +86,25 @@ class ForumApp:
 
     def route_for(self, path: str, method: str = "GET") -> str:
         """The route pattern a request would match (for counting answers the app never gave)."""
+        match = self._match(path, method)
+        return UNMATCHED_ROUTE if isinstance(match, HTTPException) else str(match[0].rule)
+
+    def _match(self, path: str, method: str) -> tuple[Rule, dict[str, Any]] | HTTPException:
+        # Matching is a pure function of (path, method), and werkzeug's matcher costs more
+        # than the rest of a small request: clients poll the same URLs, so remember.
+        key = (path, method)
+        known = self._matches.get(key)
+        if known is not None:
+            return known
+        match: tuple[Rule, dict[str, Any]] | HTTPException
         try:
-            rule, _ = self._adapter.match(path, method, return_rule=True)
-        except HTTPException:
-            return UNMATCHED_ROUTE
-        return str(rule.rule)
+            match = self._adapter.match(path, method, return_rule=True)
+        except HTTPException as exc:
+            match = exc
+        if len(self._matches) >= _MAX_MATCHES:
+            self._matches.clear()
+        self._matches[key] = match
+        return match
 
     # -- HTML ---------------------------------------------------------------------------------
 
@@ -223,11 +239,16 @@ class ForumApp:
         # A strong ETag from the representation's own bytes can never disagree with the body.
         body = response.get_data()
         etag = hashlib.blake2b(body, digest_size=12).hexdigest()
-        response.set_etag(etag)
-        modified = datetime.fromtimestamp(subject.modified, tz=timezone.utc)
-        response.headers["Last-Modified"] = http_date(modified)
-        if not is_resource_modified(
-            request.environ, etag=etag, last_modified=modified, ignore_if_range=True
+        headers = response.headers
+        headers["ETag"] = f'"{etag}"'
+        headers["Last-Modified"] = _http_date(subject.modified)
+        environ = request.environ
+        conditional = "HTTP_IF_NONE_MATCH" in environ or "HTTP_IF_MODIFIED_SINCE" in environ
+        if conditional and not is_resource_modified(
+            environ,
+            etag=etag,
+            last_modified=datetime.fromtimestamp(subject.modified, tz=timezone.utc),
+            ignore_if_range=True,
         ):
             response.status_code = 304
             response.set_data(b"")
@@ -365,6 +386,11 @@ def _reply_json(reply: Reply) -> dict[str, Any]:
         "body": reply.body,
         "created_at": _iso(reply.created_at),
     }
+
+
+@lru_cache(maxsize=65_536)
+def _http_date(timestamp: int) -> str:
+    return http_date(datetime.fromtimestamp(timestamp, tz=timezone.utc))
 
 
 @lru_cache(maxsize=65_536)

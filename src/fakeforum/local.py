@@ -7,6 +7,7 @@ process of ``mode="process"`` runs; the admin API calls into it on the loop thre
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import socket
 import threading
@@ -80,6 +81,7 @@ class LocalServer:
         self._activity: Activity | None = None
         self._activity_timer: asyncio.TimerHandle | None = None
         self._activity_rate = activity
+        self._final_cpu = 0.0
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -165,6 +167,7 @@ class LocalServer:
             loop.run_until_complete(self._serve(ready))
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
+            self._final_cpu = time.thread_time()
             loop.close()
             if self._sock is not None:
                 self._sock.close()
@@ -221,7 +224,17 @@ class LocalServer:
         return min(self._requested_backlog, _somaxconn())
 
     def stats(self) -> Stats:
-        return self.core.counters.snapshot()
+        return dataclasses.replace(self.core.counters.snapshot(), cpu_time=self.cpu_time())
+
+    def cpu_time(self) -> float:
+        """CPU seconds the event-loop thread has used (0.0 before it starts)."""
+        thread = self._thread
+        if thread is None or thread.ident is None or not thread.is_alive():
+            return self._final_cpu
+        try:
+            return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+        except (AttributeError, OSError):  # no per-thread clocks here: the whole process's
+            return time.process_time()
 
     def reset_stats(self) -> None:
         self.core.counters.reset()

@@ -242,6 +242,7 @@ def stats_from_dict(data: dict[str, Any]) -> Stats:
         connections_open=data["connections_open"],
         by_route={k: RouteStats(**v) for k, v in data["by_route"].items()},
         errors=data["errors"],
+        cpu_time=data.get("cpu_time", 0.0),
     )
 
 

@@ -372,6 +372,12 @@ class FakeForumServer:
         """A snapshot of the counters (see :class:`fakeforum.Stats`)."""
         return self._backend.stats()
 
+    @property
+    def cpu_time(self) -> float:
+        """CPU seconds the server's event loop has used: in thread mode, CPU taken from the
+        process under test (poolcheck subtracts it from the client's)."""
+        return self._backend.stats().cpu_time
+
     def reset_stats(self) -> None:
         """Zero the counters (requests in flight and connections open stay as they are)."""
         self._backend.reset_stats()

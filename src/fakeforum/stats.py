@@ -55,7 +55,9 @@ class Stats:
     and not yet answered now, ``peak_in_flight`` the most there ever were at once;
     ``connections_opened`` counts TCP connections accepted (keep-alive reuse keeps it low) and
     ``connections_open`` how many are open now; ``by_route`` maps each route pattern (such as
-    ``/api/subjects/<int:subject_id>``) to its :class:`RouteStats`.
+    ``/api/subjects/<int:subject_id>``) to its :class:`RouteStats`; ``errors`` counts exceptions
+    the app raised; ``cpu_time`` is the CPU seconds the server's event loop has used since it
+    started (not zeroed by ``reset_stats``).
     """
 
     requests: int = 0
@@ -67,6 +69,7 @@ class Stats:
     connections_open: int = 0
     by_route: Mapping[str, RouteStats] = field(default_factory=dict)
     errors: int = 0
+    cpu_time: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         """The snapshot as JSON-ready data (status codes become strings, as JSON keys must)."""
@@ -80,6 +83,7 @@ class Stats:
             "connections_open": self.connections_open,
             "by_route": {k: v.as_dict() for k, v in sorted(self.by_route.items())},
             "errors": self.errors,
+            "cpu_time": self.cpu_time,
         }
 
 
