@@ -11,7 +11,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from functools import lru_cache
 from html import escape
@@ -67,7 +67,7 @@ class ForumApp:
         # Binding to each request's environ costs more than the rest of a request together;
         # with no host matching and no redirects, one adapter serves every request.
         self._adapter = self.url_map.bind("fakeforum")
-        self._matches: dict[tuple[str, str], tuple[Rule, dict[str, Any]] | HTTPException] = {}
+        self._matches: dict[tuple[str, str], tuple[Rule, Mapping[str, Any]] | HTTPException] = {}
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         request = Request(environ)
@@ -89,14 +89,14 @@ class ForumApp:
         match = self._match(path, method)
         return UNMATCHED_ROUTE if isinstance(match, HTTPException) else str(match[0].rule)
 
-    def _match(self, path: str, method: str) -> tuple[Rule, dict[str, Any]] | HTTPException:
+    def _match(self, path: str, method: str) -> tuple[Rule, Mapping[str, Any]] | HTTPException:
         # Matching is a pure function of (path, method), and werkzeug's matcher costs more
         # than the rest of a small request: clients poll the same URLs, so remember.
         key = (path, method)
         known = self._matches.get(key)
         if known is not None:
             return known
-        match: tuple[Rule, dict[str, Any]] | HTTPException
+        match: tuple[Rule, Mapping[str, Any]] | HTTPException
         try:
             match = self._adapter.match(path, method, return_rule=True)
         except HTTPException as exc:
