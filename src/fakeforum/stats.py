@@ -168,11 +168,19 @@ class Counters:
                 errors=self._errors,
             )
         # Sorting happens outside the lock so a snapshot never stalls the event loop.
-        by_route = {name: _route_stats(*values) for name, values in routes.items()}
+        by_route = {
+            name: route_stats(samples, count, total)
+            for name, (count, total, samples) in routes.items()
+        }
         return Stats(**{**stats.__dict__, "by_route": by_route})
 
 
-def _route_stats(count: int, total: float, samples: list[float]) -> RouteStats:
+def route_stats(
+    samples: list[float], count: int | None = None, total: float | None = None
+) -> RouteStats:
+    """Percentiles of latency samples (sorted in place); count and total default to theirs."""
+    count = len(samples) if count is None else count
+    total = sum(samples) if total is None else total
     samples.sort()
     return RouteStats(
         count=count,
