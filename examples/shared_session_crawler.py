@@ -1,9 +1,10 @@
 """Wrong on purpose: one requests.Session shared by every thread, at its default pool size.
 
-A Session keeps at most 10 connections per host (``pool_maxsize=10``). With 32 threads, the
-other 22 open a connection for each request and throw it away afterwards ("Connection pool is
-full, discarding connection"): the server sees connections churn instead of keep-alive reuse.
-The fix: a session per thread, or ``HTTPAdapter(pool_maxsize=32)`` mounted on the shared one.
+A Session keeps at most 10 idle connections per host (``pool_maxsize=10``). With 32 threads,
+32 connections are open at the end of each burst of requests; 22 of them are thrown away
+("Connection pool is full, discarding connection") and the next burst opens 22 new ones: the
+server sees connections churn instead of keep-alive reuse. The fix: mount
+``HTTPAdapter(pool_maxsize=32)`` on the shared session, or give each thread its own.
 """
 
 from __future__ import annotations

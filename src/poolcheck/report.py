@@ -69,8 +69,18 @@ class Report:
 
     @property
     def speedup(self) -> float:
-        """Σ task time / wall time: how many tasks' worth of waiting overlapped on average."""
-        return self.task_time / self.wall_time if self.wall_time > 0 else 0.0
+        """Work / wall time: how many tasks' worth of work overlapped, on average.
+
+        Work is Σ task time. Tasks that wait for each other (a lock held around the request)
+        inflate it, so with a server attached work is capped by what the server and this
+        process really did: Σ request time at the server + this process's CPU time.
+        """
+        if self.wall_time <= 0:
+            return 0.0
+        work = self.task_time
+        if self.journal:
+            work = min(work, sum(e.end - e.start for e in self.journal) + self.cpu_time)
+        return work / self.wall_time
 
     @property
     def effective_workers(self) -> int:
@@ -86,6 +96,11 @@ class Report:
     def cpu_ceiling(self) -> float:
         """Σ task time / CPU time: the best speed-up one GIL allows for this much CPU."""
         return self.task_time / self.cpu_time if self.cpu_time > 0 else float("inf")
+
+    @property
+    def cpu_busy(self) -> float:
+        """CPU time / wall time: near 1.0, this process's one GIL was busy all the run."""
+        return self.cpu_time / self.wall_time if self.wall_time > 0 else 0.0
 
     @property
     def peak_concurrency(self) -> int:
@@ -223,14 +238,13 @@ class Report:
         """Why the run did not overlap: the GIL, the server, or something serialising."""
         if self.pool == "sequential":
             return "A sequential run overlaps nothing: that is what it is for."
-        if self.cpu_ceiling < self.effective_workers * 0.8 and self.cpu_ceiling < 1.25 * max(
-            self.speedup, 1.0
-        ):
+        if self.cpu_busy >= 0.7:
             return (
-                f"The GIL limited this run: the tasks used {self.cpu_time * 1000:.0f} ms of CPU "
-                f"in this process, so no more than ~{self.cpu_ceiling:.1f}x was possible however "
-                f"the waits overlap. More threads will not help; less CPU per task will (a "
-                f"lighter client, less parsing), or processes."
+                f"The GIL limited this run: this process used {self.cpu_time * 1000:.0f} ms of "
+                f"CPU in {self.wall_time * 1000:.0f} ms ({self.cpu_busy:.0%} busy), and Python "
+                f"code runs on one core at a time however the waits overlap. More threads will "
+                f"not help; less CPU per task will (a lighter client, less parsing), or "
+                f"processes."
             )
         peak = self.server_peak_concurrency
         if peak is not None and peak <= max(1, self.effective_workers // 2):
@@ -262,7 +276,7 @@ class Report:
         for name, tasks in sorted(by_thread.items()):
             row = ["·"] * width
             for task in tasks:
-                first = int((task.start - self.start) / span * width)
+                first = min(int((task.start - self.start) / span * width), width - 1)
                 last = int((task.end - self.start) / span * width)
                 for i in range(max(first, 0), min(max(last, first + 1), width)):
                     row[i] = "█"

@@ -85,6 +85,8 @@ def run(
     cpu_before = time.process_time()
     server_cpu_before = _server_cpu(server)
     records, start, end, start_method = _RUNNERS[pool](subjects, call, name, workers, timeout)
+    # A released worker may read the clock before the releasing thread does.
+    start = min([start, *(r.start for r in records)])
     cpu = time.process_time() - cpu_before - (_server_cpu(server) - server_cpu_before)
     window = server_window(server, stats_before, start, end) if server is not None else None
     return Report(
