@@ -80,7 +80,7 @@ def test_a_lock_around_the_request_is_caught(forum: FakeForumServer) -> None:
     assert "At most 1 requests in flight at the server; 4 asked for" in message
     assert "a lock held around the HTTP call" in message
     assert "server in flight" in message  # the timeline
-    with pytest.raises(SpeedupError, match="Speed-up 1.0"):
+    with pytest.raises(SpeedupError, match=r"Speed-up 1\.0"):
         report.assert_speedup(at_least=4)
 
 
@@ -88,7 +88,7 @@ def test_a_shared_session_churns_connections(forum: FakeForumServer) -> None:
     session = shared_session_crawler.session
 
     def opened_by_second_burst() -> int:
-        for burst in range(2):
+        for _ in range(2):
             report = poolcheck.run(
                 subjects(forum, 32, shared_session_crawler.Subject),
                 "update",
@@ -123,7 +123,7 @@ def test_process_pool_updates_copies_and_says_so(forum: FakeForumServer) -> None
 
 
 def test_a_lambda_cannot_go_to_a_process_pool() -> None:
-    with pytest.raises(PoolcheckError, match="cannot be pickled .* Pass the method's name"):
+    with pytest.raises(PoolcheckError, match=r"cannot be pickled .* Pass the method's name"):
         poolcheck.run([object()], lambda s: None, pool="process")
 
 

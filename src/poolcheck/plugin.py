@@ -236,7 +236,7 @@ class Poolcheck:
     rounds: int = 50
     seed: int = 0
     trace_dir: Path | None = None
-    node_id: str = ""
+    node: pytest.Item | None = None
     reports: list[Report] = field(default_factory=list)
 
     def run(
@@ -258,16 +258,20 @@ class Poolcheck:
             timeout=timeout,
         )
         self.reports.append(report)
+        if self.node is not None:
+            # Recorded now, so they travel with the call phase's report (under xdist too).
+            self.node.user_properties.append((_PROPERTY, report.summary()))
         if self.trace_dir is not None and report.journal:
             self.trace_dir.mkdir(parents=True, exist_ok=True)
-            name = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.node_id).strip("_")
+            node_id = self.node.nodeid if self.node is not None else "run"
+            name = re.sub(r"[^A-Za-z0-9_.-]+", "_", node_id).strip("_")
             target = self.trace_dir / f"{name}-{len(self.reports)}.json"
             target.write_text(json.dumps(chrome_trace(report.journal)))
         return report
 
 
 @pytest.fixture
-def poolcheck(request: pytest.FixtureRequest, fakeforum: FakeForumServer) -> Iterator[Poolcheck]:
+def poolcheck(request: pytest.FixtureRequest, fakeforum: FakeForumServer) -> Poolcheck:
     """poolcheck bound to the ``fakeforum`` server: ``poolcheck.run(subjects, "update")``.
 
     Each run shows in the terminal summary table (also under pytest-xdist).
@@ -286,19 +290,15 @@ def poolcheck(request: pytest.FixtureRequest, fakeforum: FakeForumServer) -> Ite
         )
     workers = _whole("poolcheck workers", 1)(kwargs.get("workers", 16), "the poolcheck marker")
     config = request.config
-    checker = Poolcheck(
+    return Poolcheck(
         server=fakeforum,
         workers=workers,
         pool=pool,
         rounds=_resolve(config, marker, "rounds", _rounds, 50),
         seed=_resolve(config, marker, "seed", _seed, 0),
         trace_dir=_resolve(config, None, "trace_dir", _path, None),
-        node_id=request.node.nodeid,
+        node=request.node,
     )
-    yield checker
-    for report in checker.reports:
-        # user_properties travel with the test report, so the summary works under xdist.
-        request.node.user_properties.append((_PROPERTY, report.summary()))
 
 
 # -- the summary table -----------------------------------------------------------------------
@@ -318,16 +318,16 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     verbose = config.getoption("verbose") > 0
     shown = rows if verbose else rows[:20]
     terminalreporter.write_sep("=", "poolcheck runs")
-    header = (
-        f"{'test':40} {'pool':10} {'workers':>7} {'tasks':>5} {'wall':>8} {'speed-up':>8} "
-        f"{'peak':>5}  verdict"
+    width = min(max(len(nodeid) for nodeid, _, _ in shown), 70)
+    terminalreporter.write_line(
+        f"{'test':{width}} {'pool':10} {'workers':>7} {'tasks':>5} {'wall':>8} "
+        f"{'speed-up':>8} {'peak':>5}  verdict"
     )
-    terminalreporter.write_line(header)
     for nodeid, outcome, r in shown:
-        name = nodeid if len(nodeid) <= 40 else "…" + nodeid[-39:]
+        name = nodeid if len(nodeid) <= width else "..." + nodeid[-(width - 3) :]
         peak = r["server_peak"] if r["server_peak"] is not None else r["peak_concurrency"]
         terminalreporter.write_line(
-            f"{name:40} {r['pool']:10} {r['workers']:>7} {r['tasks']:>5} "
+            f"{name:{width}} {r['pool']:10} {r['workers']:>7} {r['tasks']:>5} "
             f"{r['wall_time'] * 1000:>6.0f}ms {r['speedup']:>7.1f}x {peak:>5}  {outcome}"
         )
     if len(rows) > len(shown):
