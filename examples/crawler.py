@@ -52,3 +52,10 @@ class Subject:
 
     def __repr__(self) -> str:
         return f"<Subject {self.url.rsplit('/', 1)[-1]} last_reply_id={self.last_reply_id}>"
+
+
+def make_subjects(base_url: str) -> list[Subject]:
+    """The factory ``poolcheck check examples.crawler:make_subjects`` calls: every subject."""
+    with urllib.request.urlopen(f"{base_url}/api/subjects?per_page=100", timeout=30) as response:
+        page = json.loads(response.read())
+    return [Subject(s["url"]) for s in page["subjects"]]

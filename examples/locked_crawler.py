@@ -34,3 +34,9 @@ class Subject:
 
     def __repr__(self) -> str:
         return f"<Subject {self.url.rsplit('/', 1)[-1]} last_reply_id={self.last_reply_id}>"
+
+
+def make_subjects(base_url: str) -> list[Subject]:
+    """The factory for ``poolcheck check examples.locked_crawler:make_subjects``."""
+    ids = requests.get(f"{base_url}/api/subjects?per_page=30", timeout=30).json()["subjects"]
+    return [Subject(s["url"]) for s in ids]

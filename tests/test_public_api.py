@@ -35,3 +35,29 @@ def test_public_methods_have_docstrings() -> None:
             public = not name.startswith("_")
             if public and (callable(member) or isinstance(member, property)):
                 assert member.__doc__, f"{cls.__name__}.{name} has no docstring"
+
+
+def test_poolcheck_exports() -> None:
+    import poolcheck
+
+    assert poolcheck.__all__ == sorted(poolcheck.__all__)
+    assert poolcheck.__all__ == [
+        "ConcurrencyError",
+        "MutationsNotVisible",
+        "PoolcheckError",
+        "PropertyFailed",
+        "Report",
+        "SpeedupError",
+        "TaskErrors",
+        "TaskRecord",
+        "run",
+    ]
+    for name in poolcheck.__all__:
+        assert getattr(poolcheck, name).__doc__, f"{name} has no docstring"
+    for failure in (
+        poolcheck.ConcurrencyError,
+        poolcheck.MutationsNotVisible,
+        poolcheck.SpeedupError,
+        poolcheck.TaskErrors,
+    ):
+        assert issubclass(failure, AssertionError)  # pytest shows them as failures
