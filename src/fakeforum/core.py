@@ -15,7 +15,7 @@ from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .faults import Fault, FaultPlan
-from .journal import Journal, JournalEntry
+from .journal import Journal
 from .latency import LatencyRules, LatencySpec, check_seed, parse_bandwidth
 from .stats import Counters
 
@@ -180,23 +180,21 @@ class Core:
         if not self._thread_name:
             self._thread_name = threading.current_thread().name
         target = request.url.decode("latin-1")
+        fault = request.fault.kind if request.fault else None
         self.journal.add(
-            JournalEntry(
-                id=self.journal.next_id(),
-                connection=request.connection,
-                method=request.method,
-                target=target,
-                path=request.path,
-                route=route,
-                status=status,
-                delay=request.delay,
-                fault=request.fault.kind if request.fault else None,
-                start=request.received,
-                end=now,
-                wall_start=request.wall_received,
-                wall_end=request.wall_received + (now - request.received),
-                thread=self._thread_name,
-            )
+            request.connection,
+            request.method,
+            target,
+            request.path,
+            route,
+            status,
+            request.delay,
+            fault,
+            request.received,
+            now,
+            request.wall_received,
+            request.wall_received + (now - request.received),
+            self._thread_name,
         )
         if self.log is not None:
             fault = f" fault={request.fault.kind}" if request.fault else ""

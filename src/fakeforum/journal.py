@@ -43,37 +43,40 @@ class JournalEntry:
 
 
 class Journal:
-    """A bounded ring buffer of :class:`JournalEntry`; the oldest entries fall off."""
+    """A bounded ring buffer of requests; the oldest fall off.
+
+    The server appends plain tuples (cheap on its hot path); :meth:`entries` turns them into
+    :class:`JournalEntry` objects only when someone reads the journal.
+    """
 
     def __init__(self, size: int = DEFAULT_SIZE) -> None:
         self._lock = threading.Lock()
-        self._entries: deque[JournalEntry] = deque(maxlen=size)
+        self._rows: deque[tuple[Any, ...]] = deque(maxlen=size)
         self._next_id = 1
 
     @property
     def size(self) -> int:
         """How many entries the journal keeps."""
-        return self._entries.maxlen or 0
+        return self._rows.maxlen or 0
 
-    def next_id(self) -> int:
+    def add(self, *fields: Any) -> None:
+        """Append a request: JournalEntry's fields after ``id``, in order."""
         with self._lock:
-            value = self._next_id
+            self._rows.append((self._next_id, *fields))
             self._next_id += 1
-            return value
-
-    def add(self, entry: JournalEntry) -> None:
-        with self._lock:
-            self._entries.append(entry)
 
     def entries(self, limit: int | None = None) -> list[JournalEntry]:
         """The entries, oldest first; with ``limit``, only the newest ``limit``."""
         with self._lock:
-            items = list(self._entries)
-        return items if limit is None else items[-limit:] if limit > 0 else []
+            rows = list(self._rows)
+        if limit is not None:
+            rows = rows[-limit:] if limit > 0 else []
+        return [JournalEntry(*row) for row in rows]
 
     def clear(self) -> None:
+        """Forget every entry (ids keep growing)."""
         with self._lock:
-            self._entries.clear()
+            self._rows.clear()
 
 
 def chrome_trace(entries: list[JournalEntry] | list[dict[str, Any]]) -> dict[str, Any]:

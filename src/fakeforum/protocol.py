@@ -337,6 +337,8 @@ class Connection(asyncio.Protocol):
             assert app is not None  # admin requests exist only with an admin app
             status, headers, body, route = self._call_app(app, request)
         status_code = int(status[:3])
+        if request.method == "HEAD":
+            body = b""  # the headers, Content-Length included, as for GET; never a body
         keep_alive = request.keep_alive and kind != "truncate"
         head = self._head(request, status, status_code, headers, body, keep_alive)
         if kind == "truncate":
