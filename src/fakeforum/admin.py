@@ -184,7 +184,14 @@ class AdminApp:
         limit = request.args.get("limit")
         if limit is not None and not (limit.isascii() and limit.isdigit()):
             raise BadRequest(f"Parameter 'limit' is {limit!r}; it must be a whole number.")
-        entries = self.server.journal(int(limit) if limit is not None else None)
+        since = request.args.get("since")
+        try:
+            start = float(since) if since is not None else None
+        except ValueError:
+            raise BadRequest(
+                f"Parameter 'since' is {since!r}; it must be a time.monotonic() value."
+            ) from None
+        entries = self.server.journal(int(limit) if limit is not None else None, start)
         return _json({"entries": [e.as_dict() for e in entries]})
 
     def view_trace(self, request: Request, args: Mapping[str, Any]) -> Response:

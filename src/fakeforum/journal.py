@@ -65,10 +65,13 @@ class Journal:
             self._rows.append((self._next_id, *fields))
             self._next_id += 1
 
-    def entries(self, limit: int | None = None) -> list[JournalEntry]:
-        """The entries, oldest first; with ``limit``, only the newest ``limit``."""
+    def entries(self, limit: int | None = None, since: float | None = None) -> list[JournalEntry]:
+        """The entries, oldest first; with ``limit``, only the newest ``limit``; with
+        ``since``, only those whose request arrived at or after that ``time.monotonic()``."""
         with self._lock:
             rows = list(self._rows)
+        if since is not None:
+            rows = [row for row in rows if row[9] >= since]  # row[9] is start
         if limit is not None:
             rows = rows[-limit:] if limit > 0 else []
         return [JournalEntry(*row) for row in rows]

@@ -294,8 +294,8 @@ class LocalServer:
                 if not thread.is_alive() and not done.done():
                     return action()
 
-    def journal(self, limit: int | None = None) -> list[JournalEntry]:
-        return self.core.journal.entries(limit)
+    def journal(self, limit: int | None = None, since: float | None = None) -> list[JournalEntry]:
+        return self.core.journal.entries(limit, since)
 
     def errors(self) -> list[ServerError]:
         return list(self.core.errors)

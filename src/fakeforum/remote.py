@@ -154,8 +154,9 @@ class RemoteServer:
     def reset(self) -> None:
         self.call("POST", "/reset")
 
-    def journal(self, limit: int | None = None) -> list[JournalEntry]:
-        query = "" if limit is None else f"?limit={limit}"
+    def journal(self, limit: int | None = None, since: float | None = None) -> list[JournalEntry]:
+        params = {k: v for k, v in (("limit", limit), ("since", since)) if v is not None}
+        query = "?" + "&".join(f"{k}={v!r}" for k, v in params.items()) if params else ""
         return [JournalEntry(**e) for e in self.call("GET", "/journal" + query)["entries"]]
 
     def errors(self) -> list[ServerError]:

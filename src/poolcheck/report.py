@@ -338,7 +338,7 @@ def server_window(
     from fakeforum import Stats
     from fakeforum.stats import route_stats
 
-    entries = [e for e in server.journal if start <= e.start <= end]
+    entries = [e for e in server.journal_since(start) if e.start <= end]
     after = server.stats
     base = before if before is not None else Stats()
     routes: dict[str, list[float]] = {}
