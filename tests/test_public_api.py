@@ -44,13 +44,21 @@ def test_poolcheck_exports() -> None:
     assert poolcheck.__all__ == [
         "ConcurrencyError",
         "MutationsNotVisible",
+        "Outcome",
         "PoolcheckError",
         "PropertyFailed",
+        "Race",
+        "RaceDetector",
+        "RacesFound",
         "Report",
         "SpeedupError",
+        "StressResult",
         "TaskErrors",
         "TaskRecord",
+        "ThreadUnsafe",
+        "race_detector",
         "run",
+        "stress",
     ]
     for name in poolcheck.__all__:
         assert getattr(poolcheck, name).__doc__, f"{name} has no docstring"

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from multiprocessing.pool import ThreadPool
 from typing import TYPE_CHECKING, Any, Literal
 
+from . import races
 from .errors import PoolcheckError
 from .snapshot import snapshot
 
@@ -179,9 +180,16 @@ def _wait(
     except (TimeoutError, multiprocessing.TimeoutError):
         from .report import thread_stacks
 
+        detector = races.active()
+        cycle = detector.wait_cycle() if detector is not None else []
+        deadlock = (
+            "Threads wait on each other's locks, a deadlock: " + "; ".join(cycle) + ".\n"
+            if cycle
+            else ""
+        )
         raise PoolcheckError(
-            f"The run did not finish within {timeout} s (timeout=); a task is stuck. Every "
-            f"thread's stack, to see where:\n{thread_stacks()}"
+            f"The run did not finish within {timeout} s (timeout=); a task is stuck. "
+            f"{deadlock}Every thread's stack, to see where:\n{thread_stacks()}"
         ) from None
 
 
@@ -246,6 +254,9 @@ _RUNNERS: dict[PoolKind, Runner] = {
 
 
 def _task(index: int, subject: Any, call: Callable[[Any], object]) -> TaskRecord:
+    detector = races.active()
+    if detector is not None:
+        detector.task_started()
     thread = threading.current_thread().name
     start = time.monotonic()
     try:
