@@ -259,3 +259,45 @@ def test_works_under_xdist_and_pytest_timeout(crawler: pytest.Pytester) -> None:
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["*= poolcheck runs =*"])
     assert result.stdout.str().count("threadpool") == 3
+
+
+def test_stress_and_race_detector_on_the_fixture(crawler: pytest.Pytester) -> None:
+    crawler.makepyfile(
+        """
+        import threading
+        import pytest
+        from crawler import Subject
+
+        class Store:
+            def __init__(self):
+                self.count = 0
+
+        class Counting(Subject):
+            def __init__(self, url, store):
+                super().__init__(url)
+                self.store = store
+
+            def update(self):
+                super().update()
+                self.store.count += 1
+
+        def make(server):
+            store = Store()
+            return [Counting(u, store) for u in server.subject_urls(8)]
+
+        @pytest.mark.poolcheck(rounds=3, workers=4)
+        def test_stress(fakeforum, poolcheck):
+            result = poolcheck.stress(lambda: make(fakeforum))
+            assert result.rounds == 3
+            assert result.workers == 4
+            assert result.seed == 9
+
+        def test_races(fakeforum, poolcheck):
+            with poolcheck.race_detector(watch=[Store]) as races:
+                poolcheck.run(make(fakeforum), workers=4)
+            races.assert_none()
+        """
+    )
+    result = crawler.runpytest("--fakeforum-seed=9", "-p", "no:randomly")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*RacesFound: 1 race(s) found:*", "*lost update: Store.count*"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,8 +19,10 @@ import pytest
 from fakeforum import FakeForumError, FakeForumServer, Forum
 from fakeforum.journal import chrome_trace
 
+from .races import RaceDetector, race_detector
 from .report import Report
 from .runner import POOLS, Method, PoolKind, run
+from .stress import StressResult, stress
 
 MODE_HELP = "fakeforum server mode for the fixtures: thread (default) or process."
 SEED_HELP = "seed of fakeforum's content, latency and faults (default 0)."
@@ -228,6 +230,8 @@ class Poolcheck:
 
     ``poolcheck.run(subjects, "update", workers=16)`` is :func:`poolcheck.run` with
     ``server=fakeforum``; workers and pool default to the ``poolcheck`` marker's.
+    ``poolcheck.stress(make, invariant=...)`` and ``poolcheck.race_detector(watch=[...])``
+    are :func:`poolcheck.stress` and :func:`poolcheck.race_detector`, bound the same way.
     """
 
     server: FakeForumServer
@@ -268,6 +272,32 @@ class Poolcheck:
             target = self.trace_dir / f"{name}-{len(self.reports)}.json"
             target.write_text(json.dumps(chrome_trace(report.journal)))
         return report
+
+    def stress(
+        self,
+        make: Callable[[], Any],
+        method: Method = "update",
+        *,
+        workers: int | None = None,
+        rounds: int | None = None,
+        invariant: Callable[[Any], object] | None = None,
+        seed: int | None = None,
+    ) -> StressResult:
+        """:func:`poolcheck.stress` against this test's server; rounds and seed default to
+        the ``poolcheck`` marker's, then ``--poolcheck-rounds`` and ``--fakeforum-seed``."""
+        return stress(
+            make,
+            method,
+            workers=self.workers if workers is None else workers,
+            rounds=self.rounds if rounds is None else rounds,
+            invariant=invariant,
+            seed=self.seed if seed is None else seed,
+            server=self.server,
+        )
+
+    def race_detector(self, watch: Iterable[type]) -> RaceDetector:
+        """:func:`poolcheck.race_detector`: ``with poolcheck.race_detector([Store]) as r:``."""
+        return race_detector(watch)
 
 
 @pytest.fixture

@@ -133,7 +133,9 @@ def _judge(
     try:
         verdict = invariant(subjects)
     except AssertionError as exc:
-        return f"invariant failed: {exc}".strip(), False
+        # The first line: pytest's rewritten asserts add an explanation below the message.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "assertion failed"
+        return f"invariant failed: {first}", False
     if verdict is False:
         return "invariant returned False", False
     return "invariant held", True
