@@ -30,6 +30,8 @@ def test_demo_tells_the_story() -> None:
     assert rows["multiprocessing.Pool(32)"].rstrip().endswith("0/40")
     assert "threads share memory" in out
     assert "pickled copy" in out
+    assert "lost update: Tally.replies" in out  # the racy crawler, caught
+    assert "src/poolcheck/demo.py:" in out or "poolcheck/demo.py:" in out
 
 
 def test_check_passes_the_good_crawler(capsys: pytest.CaptureFixture[str]) -> None:

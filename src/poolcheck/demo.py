@@ -32,3 +32,24 @@ class DemoSubject:
 
     def __repr__(self) -> str:
         return f"<DemoSubject {self.url.rsplit('/', 1)[-1]} last_reply_id={self.last_reply_id}>"
+
+
+class Tally:
+    """What every subject of the racy demo crawler shares: a count of replies seen."""
+
+    def __init__(self) -> None:
+        self.replies = 0
+
+
+class RacyDemoSubject(DemoSubject):
+    """The demo crawler with one line more: a shared counter, updated without a lock."""
+
+    def __init__(self, url: str, tally: Tally) -> None:
+        super().__init__(url)
+        self.tally = tally
+
+    def update(self) -> None:
+        """Fetch new replies, then add their number to the shared tally (the race)."""
+        before = len(self.replies)
+        super().update()
+        self.tally.replies += len(self.replies) - before

@@ -82,7 +82,7 @@ class Race:
             return f"    {label}: {a.thread} {verb} it, holding {held}, at\n{stack}"
 
         return (
-            f"{self.kind}: {self.target} ({self.count}x)\n"
+            f"{self.kind}: {self.target} ({self.count} unordered pairs seen)\n"
             f"{side('first', self.first)}\n{side('then', self.second)}\n"
             f"    {_ADVICE[self.kind]}"
         )
@@ -418,8 +418,8 @@ def _stack(frame: FrameType | None, depth: int) -> tuple[str, ...]:
         filename = frame.f_code.co_filename
         where = os.path.normcase(filename)
         line = f"{_short(filename)}:{frame.f_lineno} in {frame.f_code.co_name}"
-        if where.startswith(_HERE):
-            pass
+        if where.startswith(_HERE) and not where.endswith("demo.py"):
+            pass  # poolcheck's own machinery (its demo crawler is user code, for the demo)
         elif where.startswith(_STDLIB) or any(where.startswith(lib) for lib in _LIBS):
             if not fallback:
                 fallback.append(line)
