@@ -12,6 +12,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from multiprocessing.pool import ThreadPool
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -85,7 +86,7 @@ def run(
     stats_before = server.stats if server is not None else None
     cpu_before = time.process_time()
     server_cpu_before = _server_cpu(server)
-    records, start, end, start_method = _RUNNERS[pool](subjects, call, name, workers, timeout)
+    records, start, end, start_method = _RUNNERS[pool](subjects, call, workers, timeout)
     # A released worker may read the clock before the releasing thread does.
     start = min([start, *(r.start for r in records)])
     cpu = time.process_time() - cpu_before - (_server_cpu(server) - server_cpu_before)
@@ -109,7 +110,7 @@ def run(
 # -- the pools -------------------------------------------------------------------------------
 
 Runner = Callable[
-    [list[Any], Callable[[Any], object], str, int, "float | None"],
+    [list[Any], Callable[[Any], object], int, "float | None"],
     tuple[list[TaskRecord], float, float, str | None],
 ]
 
@@ -117,7 +118,6 @@ Runner = Callable[
 def _run_sequential(
     subjects: list[Any],
     call: Callable[[Any], object],
-    name: str,
     workers: int,
     timeout: float | None,
 ) -> tuple[list[TaskRecord], float, float, str | None]:
@@ -193,30 +193,9 @@ def _wait(
         ) from None
 
 
-def _run_threadpool(
-    subjects: list[Any],
-    call: Callable[[Any], object],
-    name: str,
-    workers: int,
-    timeout: float | None,
-) -> tuple[list[TaskRecord], float, float, str | None]:
-    return _run_threads(subjects, call, workers, timeout, "threadpool")
-
-
-def _run_executor(
-    subjects: list[Any],
-    call: Callable[[Any], object],
-    name: str,
-    workers: int,
-    timeout: float | None,
-) -> tuple[list[TaskRecord], float, float, str | None]:
-    return _run_threads(subjects, call, workers, timeout, "executor")
-
-
 def _run_process(
     subjects: list[Any],
     call: Callable[[Any], object],
-    name: str,
     workers: int,
     timeout: float | None,
 ) -> tuple[list[TaskRecord], float, float, str | None]:
@@ -224,7 +203,7 @@ def _run_process(
     # child); spawn is safe everywhere. Choose per run, and say which in the report.
     method = "fork" if _can_fork() else "spawn"
     context = multiprocessing.get_context(method)
-    work = [(i, s, call, name) for i, s in enumerate(subjects)]
+    work = [(i, s, call) for i, s in enumerate(subjects)]
     try:
         with context.Pool(workers) as process_pool:
             process_pool.map(_noop, range(workers))  # workers up before the clock starts
@@ -244,8 +223,8 @@ def _run_process(
 
 _RUNNERS: dict[PoolKind, Runner] = {
     "sequential": _run_sequential,
-    "threadpool": _run_threadpool,
-    "executor": _run_executor,
+    "threadpool": partial(_run_threads, kind="threadpool"),
+    "executor": partial(_run_threads, kind="executor"),
     "process": _run_process,
 }
 
@@ -269,8 +248,8 @@ def _task(index: int, subject: Any, call: Callable[[Any], object]) -> TaskRecord
     return TaskRecord(index, thread, start, time.monotonic())
 
 
-def _process_task(item: tuple[int, Any, Callable[[Any], object], str]) -> TaskRecord:
-    index, subject, call, _ = item
+def _process_task(item: tuple[int, Any, Callable[[Any], object]]) -> TaskRecord:
+    index, subject, call = item
     record = _task(index, subject, call)
     return TaskRecord(
         record.index, f"pid {os.getpid()}", record.start, record.end, record.error, record.traceback
