@@ -2,7 +2,8 @@
 
 Prints, as medians over ``--repeat`` cycles: construct + start + stop of an idle server (target
 ≤ 10 ms), and ``stop()`` with 200 requests waiting in 30 s of injected latency plus 50 idle
-keep-alive connections (target < 50 ms). pytest-httpserver's start + stop is measured in the
+keep-alive connections (target < 50 ms), and the start of a process-mode server (target
+< 0.5 s). pytest-httpserver's start + stop is measured in the
 same run for comparison (its stop joins werkzeug's serve_forever, which polls every 0.5 s).
 Run: ``python benchmarks/lifecycle.py``.
 """
@@ -30,6 +31,16 @@ def timed(action: Callable[[], object]) -> float:
 
 def fakeforum_cycle() -> None:
     FakeForumServer().start().stop()
+
+
+def process_cycle() -> float:
+    """Start of a process-mode server: until it answers; its stop is returned apart."""
+    server = FakeForumServer(mode="process")
+    started = time.perf_counter()
+    server.start()
+    took = time.perf_counter() - started
+    server.stop()
+    return took
 
 
 def phs_cycle() -> None:
@@ -62,6 +73,7 @@ def main() -> None:
     idle = [timed(fakeforum_cycle) for _ in range(args.repeat)]
     loaded = [loaded_stop(200, 50) for _ in range(max(3, args.repeat // 10))]
     phs = [timed(phs_cycle) for _ in range(args.phs_repeat)]
+    process = [process_cycle() for _ in range(5)]
     ms = 1000.0
     print(
         f"fakeforum construct+start+stop: median {statistics.median(idle) * ms:.2f} ms "
@@ -70,6 +82,11 @@ def main() -> None:
     print(
         f"fakeforum stop with 200 delayed requests + 50 idle connections: median "
         f"{statistics.median(loaded) * ms:.2f} ms (max {max(loaded) * ms:.2f} ms; target < 50 ms)"
+    )
+    print(
+        f"fakeforum mode='process' start (child up and serving): median "
+        f"{statistics.median(process) * ms:.0f} ms (max {max(process) * ms:.0f} ms; "
+        f"target < 500 ms)"
     )
     print(f"pytest-httpserver start+stop: median {statistics.median(phs) * ms:.1f} ms")
     print(
