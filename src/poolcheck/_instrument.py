@@ -216,8 +216,8 @@ class _Proxy:
             return call
         return attribute
 
-    def __reduce__(self) -> Any:  # pickles as the real object
-        return (_identity, (self._pc_real,))
+    def __reduce_ex__(self, protocol: Any) -> Any:  # pickles as the real object itself
+        return self._pc_real.__reduce_ex__(protocol)
 
     def __repr__(self) -> str:
         return repr(self._pc_real)
@@ -320,10 +320,6 @@ class _GeneratorProxy:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._pc_real, name)
-
-
-def _identity(value: Any) -> Any:
-    return value
 
 
 def _hashable(key: Any) -> Any:
