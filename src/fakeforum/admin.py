@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 __all__ = ["AdminApp"]
 
 _CONFIG_KEYS = {"latency", "bandwidth", "faults", "seed", "activity"}
+# A config is a few levels deep (config → faults → rule → value); far deeper is an attack.
+_MAX_DEPTH = 16
 
 
 @lru_cache(maxsize=1)
@@ -94,7 +96,9 @@ class AdminApp:
         if self.token is None:
             return
         given = request.headers.get("Authorization", "")
-        given = given[7:] if given.startswith("Bearer ") else request.args.get("token", "")
+        # The scheme is case-insensitive (RFC 9110 §11.1).
+        scheme, _, credentials = given.partition(" ")
+        given = credentials if scheme.lower() == "bearer" else request.args.get("token", "")
         if not hmac.compare_digest(given.encode(), self.token.encode()):
             raise _Unauthorized(
                 "The admin API needs the token given with --admin-token: send "
@@ -220,13 +224,34 @@ class _Unauthorized(Unauthorized):
 
 
 def _body(request: Request) -> dict[str, Any]:
+    too_deep = f"The request body is JSON nested more than {_MAX_DEPTH} levels deep."
     try:
         body = json.loads(request.get_data() or b"{}")
+    except RecursionError:  # a body of "[[[[..." within the size limit
+        raise BadRequest(too_deep) from None
     except ValueError as exc:
         raise BadRequest(f"The request body is not JSON: {exc}.") from None
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object.")
+    if _deeper_than(body, _MAX_DEPTH):
+        # Error messages show the values they refuse, and repr() of a value nested a thousand
+        # deep raises RecursionError: refuse such bodies before anything looks inside.
+        raise BadRequest(too_deep)
     return body
+
+
+def _deeper_than(value: Any, depth: int) -> bool:
+    level = [value]
+    for _ in range(depth):
+        level = [
+            child
+            for item in level
+            if isinstance(item, (dict, list))
+            for child in (item.values() if isinstance(item, dict) else item)
+        ]
+        if not level:
+            return False
+    return True
 
 
 def _reply(reply: Any) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.http import http_date, is_resource_modified
-from werkzeug.routing import Map, Rule
+from werkzeug.routing import IntegerConverter, Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from .model import Forum, Reply, Subject
@@ -287,6 +287,17 @@ class ForumApp:
         return response
 
 
+class _AsciiIntegerConverter(IntegerConverter):
+    r"""``<int:...>`` for ASCII digits only.
+
+    werkzeug's ``\d+`` also matches other scripts' digits, and int() reads them: a full-width
+    ``/api/subjects/\uff13`` served subject 3. Ids in URLs are ASCII, as in query parameters
+    (see _int_param).
+    """
+
+    regex = "[0-9]+"
+
+
 @lru_cache(maxsize=1)
 def _url_map() -> Map:
     # Compiling the matcher costs milliseconds; the rules never change, so every app shares it.
@@ -303,6 +314,7 @@ def _url_map() -> Map:
         ],
         strict_slashes=False,
         merge_slashes=False,
+        converters={"int": _AsciiIntegerConverter},
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import pickle
@@ -39,6 +40,10 @@ def main() -> int:
         done.set()
 
     threading.Thread(target=watch_stdin, name="fakeforum-parent", daemon=True).start()
+    # What exists now (modules, the forum, the server) lives until the exit. Frozen, the
+    # collector never scans it again: not while serving, and not at interpreter exit, where
+    # that final collection took ~70 ms here -- most of stop() in process mode.
+    gc.freeze()
     print(json.dumps({"port": server.port, "backlog": server.backlog}), flush=True)
     while not done.wait(_PARENT_CHECK):
         if os.getppid() != parent:  # reparented: the parent died while a fork kept the pipe

@@ -129,7 +129,7 @@ class FaultPlan:
     """
 
     def __init__(self, rules: Iterable[Mapping[str, Any] | Fault] = (), *, seed: int = 0) -> None:
-        if isinstance(rules, (str, bytes, Mapping)):
+        if isinstance(rules, (str, bytes, Mapping)) or not isinstance(rules, Iterable):
             raise FakeForumError("Faults must be a list of rules, such as [{'kind': 'reset'}].")
         built = [
             r if isinstance(r, Fault) else Fault.from_dict(r, where=f"Fault rule {i + 1}")

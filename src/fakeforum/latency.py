@@ -21,6 +21,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 
 from .errors import FakeForumError
 
@@ -46,6 +47,8 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(us|µs|ms|s)\s*$")
 _UNITS = {"us": 1e6, "µs": 1e6, "ms": 1e3, "s": 1.0}
 _LOGNORMAL = re.compile(r"^\s*lognormal\s*\(\s*([^,]+?)\s*,\s*([^)]+?)\s*\)\s*$", re.IGNORECASE)
 _BANDWIDTH = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kKmMgG]i?)?B/s\s*$")
+# exp(x) overflows a float past x = 709.78; 3600 s * exp(700) is still finite.
+_MAX_EXPONENT = 700.0
 _BANDWIDTH_UNITS = {"": 1, "k": 1e3, "ki": 1024, "m": 1e6, "mi": 1024**2, "g": 1e9, "gi": 1024**3}
 
 
@@ -102,7 +105,10 @@ class LogNormal:
 
     def sample(self, u1: float, u2: float) -> float:
         """The delay for two uniform draws in [0, 1)."""
-        return self.median * math.exp(self.sigma * _gauss(u1, u2))
+        # With a large sigma (a spec may have up to 3600) exp() overflows for some draws, and
+        # the OverflowError escaped on the event loop, dropping the request. Capping the
+        # exponent keeps such a delay finite, if vast: "for ever", as the draw meant.
+        return self.median * math.exp(min(self.sigma * _gauss(u1, u2), _MAX_EXPONENT))
 
     def __str__(self) -> str:
         return f"lognormal({_fmt(self.median)}, {self.sigma:g})"
@@ -299,8 +305,17 @@ def check_seed(seed: object) -> int:
 
 
 def _fmt(seconds: float) -> str:
+    # Six significant digits, as :g writes them. The unit is chosen for the rounded value, so
+    # what is shown reads back as a value shown the same: '0.069690402s' once showed as
+    # '69690.4us', which read back showed as '69.6904ms'.
+    seconds = float(f"{seconds:.6g}")
     if seconds >= 1:
         return f"{seconds:g}s"
     if seconds * 1000 == round(seconds * 1000, 6) and seconds >= 0.001:
         return f"{seconds * 1000:g}ms"
-    return f"{seconds * 1e6:g}us"
+    micros = f"{seconds * 1e6:g}"
+    if "e" in micros:
+        # Below 0.1 ns :g writes an exponent ('1e-06us'), which no spec may have: the config
+        # the admin API shows must be one it takes back.
+        micros = format(Decimal(micros), "f")
+    return f"{micros}us"

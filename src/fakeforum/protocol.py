@@ -178,24 +178,29 @@ class Connection(asyncio.Protocol):
 
     def _feed(self, data: bytes) -> bool:
         """Parse bytes; False once the connection can take no more of them."""
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserCallbackError as exc:
-            cause = exc.__context__
-            if isinstance(cause, _Reject):
-                self._reject(cause.status, cause.reason)
-            else:
+        while True:
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserCallbackError as exc:
+                cause = exc.__context__
+                if isinstance(cause, _Reject):
+                    self._reject(cause.status, cause.reason)
+                else:
+                    self._reject(400, f"Malformed request: {exc}.")
+                return False
+            except httptools.HttpParserUpgrade as exc:
+                # An Upgrade (h2c, websocket) is never taken up: the request is answered
+                # normally, without a 101, so the connection stays HTTP/1.1 (RFC 9110, 7.8)
+                # and the bytes after the request are the next requests. httptools stops at
+                # the upgrade point, ready to go on; feed it the rest.
+                offset = int(exc.args[0])
+                data = data[offset:]
+                if data and offset:
+                    continue
+            except httptools.HttpParserError as exc:
                 self._reject(400, f"Malformed request: {exc}.")
-            return False
-        except httptools.HttpParserUpgrade:
-            # An Upgrade (h2c, websocket) we do not speak: the request itself is answered
-            # normally; what follows the upgrade point is not HTTP/1.1, so stop reading.
-            self._stop_reading()
-            return False
-        except httptools.HttpParserError as exc:
-            self._reject(400, f"Malformed request: {exc}.")
-            return False
-        return True
+                return False
+            return True
 
     # -- httptools callbacks --------------------------------------------------------------
 
@@ -416,7 +421,7 @@ class Connection(asyncio.Protocol):
         transport = self.transport
         if keep_alive or transport is None:
             return
-        self.queue.clear()
+        self._drop_queued()
         if self.rejected and transport.can_write_eof():
             # Lingering close, as nginx does: a client still sending its oversized request
             # would turn an immediate close into a reset that destroys the error response.
@@ -433,6 +438,7 @@ class Connection(asyncio.Protocol):
         """End the connection with no response: a reset (RST) or a plain close (FIN)."""
         self.serving = None
         self.core.record(request, self._route(request), None)
+        self._drop_queued()
         transport = self.transport
         assert transport is not None
         if reset:
@@ -443,6 +449,14 @@ class Connection(asyncio.Protocol):
             transport.abort()
         else:
             transport.close()
+
+    def _drop_queued(self) -> None:
+        """The connection closes after the answer being sent: requests pipelined behind it
+        were received and counted, and will never be answered, so they leave flight now."""
+        for request in self.queue:
+            if not request.admin:
+                self.core.record(request, self._route(request), None)
+        self.queue.clear()
 
     def _route(self, request: _Request) -> str:
         if request.error:
@@ -503,6 +517,9 @@ class Connection(asyncio.Protocol):
             "wsgi.version": (1, 0),
             "wsgi.url_scheme": "http",
             "wsgi.input": io.BytesIO(b"".join(request.body)),
+            # The body is whole and de-chunked: without this, werkzeug reads a chunked body
+            # (no Content-Length) as empty.
+            "wsgi.input_terminated": True,
             "wsgi.errors": sys.stderr,
             "wsgi.multithread": False,
             "wsgi.multiprocess": False,
