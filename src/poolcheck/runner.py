@@ -5,7 +5,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
-import sys
 import threading
 import time
 import traceback
@@ -199,9 +198,10 @@ def _run_process(
     workers: int,
     timeout: float | None,
 ) -> tuple[list[TaskRecord], float, float, str | None]:
-    # fork is fast but unsafe once threads exist (a lock held by one is held forever in the
-    # child); spawn is safe everywhere. Choose per run, and say which in the report.
-    method = "fork" if _can_fork() else "spawn"
+    # forkserver: workers fork from a clean single-threaded server process, so nothing this
+    # process holds (a lock taken by another thread, a tracer's state) is inherited half-way;
+    # plain fork hung here in a long test session, spawn pays an interpreter per worker.
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     context = multiprocessing.get_context(method)
     work = [(i, s, call) for i, s in enumerate(subjects)]
     try:
@@ -306,10 +306,6 @@ def _check_settings(workers: int, pool: str, timeout: float | None) -> None:
         raise PoolcheckError(
             f"timeout must be a positive number of seconds or None, not {timeout!r}."
         )
-
-
-def _can_fork() -> bool:
-    return sys.platform == "linux" and threading.active_count() == 1
 
 
 def _server_cpu(server: FakeForumServer | None) -> float:
