@@ -13,25 +13,12 @@ from .activity import parse_rate
 from .core import EMPTY_SCHEDULE, UNSET, LatencyArg, Limits, ServerError, Unset
 from .errors import FakeForumError
 from .journal import DEFAULT_SIZE, JournalEntry, chrome_trace
-from .model import Forum, Reply, Subject
+from .model import Forum, Reply
 from .stats import Stats
 
 __all__ = ["FakeForumServer"]
 
 Mode = Literal["thread", "process"]
-
-
-class ForumView(Protocol):
-    """What FakeForumServer.forum offers in both modes (a Forum in thread mode)."""
-
-    def subject_ids(self, board: str | None = None) -> list[int]: ...
-    def subject(self, subject_id: int) -> Subject | None: ...
-    def post_reply(
-        self, subject_id: int, body: str = "", *, author: str = "anonymous"
-    ) -> Reply: ...
-    @property
-    def last_reply_id(self) -> int: ...
-    def __len__(self) -> int: ...
 
 
 class Backend(Protocol):

@@ -453,6 +453,6 @@ def _is_user_site(frame: FrameType | None) -> bool:
         if not infra:
             if any(filename.startswith(lib) for lib in _LIBS):
                 return False
-            return not filename.startswith(_STDLIB) or filename.startswith(_HERE)
+            return not filename.startswith(_STDLIB)
         frame = frame.f_back
     return False
